@@ -103,6 +103,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                    leave=False)
         for step in bar:
             record = {"type": "step", "stage": stage.name, "epoch": epoch, "step": step}
+            step_start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             if flat is not None:
                 flat.buffer.zero_()
@@ -122,8 +123,9 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
             if flat is not None:
                 combined, stats = surgery.combine(flat.buffer, cfg.combine, cfg.reduction, generator)
                 flat.point_grads_at(combined)
-                record.update(stats_record(tasks, stats))
+                record.update(stats_record(tasks, stats), norm_combined=combined.norm().item())
             optimizer.step()
+            record["step_s"] = round(time.perf_counter() - step_start, 4)
             log.write(**record)
             bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
         metrics = evaluate(model, tasks)

@@ -11,7 +11,7 @@ import pytest
 from mtlib import data
 from mtlib.data import FILES, DataError, DataWarning, load_split, load_task, resolve_data_dir
 
-REAL = Path("/work/shared/data/cs224n")
+from conftest import SHARED_DATA as REAL
 HEADERS = {
     "sst": ["", "id", "sentence", "sentiment"],
     "para": ["", "id", "sentence1", "sentence2", "is_duplicate"],

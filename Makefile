@@ -1,0 +1,42 @@
+# mtlib: every set-up path installs the CPU build of torch first, pinned, so pip never pulls CUDA.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  ?= torch==2.13.0
+SHARED_DATA := $(abspath ../shared/data/cs224n)
+# data: $MTLIB_DATA_DIR if set, else ../shared/data/cs224n when it exists, else data/cs224n (python -m mtlib download)
+export MTLIB_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.csv),$(SHARED_DATA),$(CURDIR)/data/cs224n)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+PROFILE ?= cpu
+NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
+
+.PHONY: setup run test report bench data clean strip
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with torch (CPU) and mtlib
+
+run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 15 min on 2 cores)
+	$(PY) -m mtlib run pipeline=novel profile=$(PROFILE) dropout=0 seed=0 out_dir=runs/novel
+
+test: setup  ## unit tests + every notebook under nbval (smoke profile)
+	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q
+
+report: setup  ## execute the five notebooks with papermill, then reports/results.md and figures
+	$(PY) -m mtlib report --execute --profile $(PROFILE)
+
+data: setup  ## download the official CS224N files into data/cs224n
+	$(PY) -m mtlib download --dest data/cs224n
+
+strip:  ## remove outputs from the committed notebooks
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+clean:
+	rm -rf runs build .pytest_cache

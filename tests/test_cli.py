@@ -1,0 +1,54 @@
+"""The command line: one clear line and exit code 2 for bad input, metrics for a good run."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def mtlib(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "mtlib", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "learning_rate=1"], "unknown parameter(s) learning_rate; valid names:"),
+    (["run", "pooling=max"], "pooling='max' is not valid; choose one of mean, cls, pooler"),
+    (["run", "dropout"], "is not key=value"),
+    (["frobnicate"], "unknown command"),
+])
+def test_bad_arguments(args, message):
+    r = mtlib(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_data_dir_says_how_to_download(tmp_path, tiny_encoder):
+    r = mtlib("run", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tmp_path / 'nodata'}",
+              f"out_dir={tmp_path / 'out'}")
+    assert r.returncode == 2 and "python -m mtlib download" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unloadable_encoder(tmp_path, tiny_data):
+    r = mtlib("run", "profile=smoke", f"encoder={tmp_path / 'no-such-model'}", f"data_dir={tiny_data}",
+              f"out_dir={tmp_path / 'out'}")
+    assert r.returncode == 2 and "could not be loaded" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_out_dir_not_writable(tmp_path, tiny_data, tiny_encoder):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = mtlib("run", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tiny_data}", f"out_dir={blocker / 'x'}")
+    assert r.returncode == 2 and "not writable" in r.stderr
+
+
+def test_run_prints_and_writes_metrics(tmp_path, tiny_data, tiny_encoder):
+    r = mtlib("run", "pipeline=novel", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tiny_data}",
+              "dropout=0", "progress=false", f"out_dir={tmp_path / 'out'}")
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert f"overall={metrics['overall']:.3f}" in r.stdout
+    assert metrics["config"]["dropout"] == 0.0
+    assert len(list((tmp_path / "out" / "predictions").glob("*-output.csv"))) == 6

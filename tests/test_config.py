@@ -1,0 +1,54 @@
+import pytest
+
+from mtlib.config import PROFILES, Config, ConfigError
+
+
+def test_papermill_int_for_float_is_accepted():
+    cfg = Config(dropout=0, profile="cpu")
+    assert cfg.dropout == 0.0 and isinstance(cfg.dropout, float)
+
+
+def test_profile_fills_only_what_was_not_set():
+    cfg = Config(profile="cpu", lr=3e-5)
+    assert cfg.lr == 3e-5 and cfg.batch_size == PROFILES["cpu"]["batch_size"]
+    assert cfg.steps_per_epoch == PROFILES["cpu"]["steps_per_epoch"]
+    assert Config(profile="paper").steps_per_epoch is None
+
+
+def test_profile_from_environment(monkeypatch):
+    monkeypatch.setenv("MTLIB_PROFILE", "smoke")
+    assert Config().profile == "smoke"
+
+
+def test_pipeline_decides_head_and_combiner_unless_given():
+    assert (Config(profile="cpu").sts_head, Config(profile="cpu").combine) == ("mlp", "sum")
+    novel = Config(profile="cpu", pipeline="novel")
+    assert (novel.sts_head, novel.combine) == ("cosine", "pcgrad")
+    assert Config(profile="cpu", pipeline="novel", combine="sum").combine == "sum"
+
+
+@pytest.mark.parametrize("name,value,listed", [
+    ("pooling", "max", "mean, cls, pooler"), ("combine", "mgda", "sum, pcgrad"),
+    ("pipeline", "single", "multitask, novel"), ("profile", "gpu", "smoke, cpu, paper"),
+    ("sts_head", "bilinear", "mlp, cosine"), ("reduction", "max", "sum, mean")])
+def test_invalid_choices_list_the_valid_ones(name, value, listed):
+    with pytest.raises(ConfigError, match=listed):
+        Config(**{name: value, "profile": "cpu"} if name != "profile" else {name: value})
+
+
+@pytest.mark.parametrize("kw", [dict(dropout=1.5), dict(lr=-1), dict(batch_size=0), dict(epochs="two"),
+                                dict(batch_size="1.5"), dict(steps_per_epoch=-1)])
+def test_invalid_values(kw):
+    with pytest.raises(ConfigError):
+        Config(profile="cpu", **kw)
+
+
+def test_unknown_names_list_valid_names():
+    with pytest.raises(ConfigError, match="unknown parameter.*learning_rate.*valid names:.*lr"):
+        Config.from_dict({"learning_rate": 1e-3})
+
+
+def test_strings_from_the_cli_are_typed():
+    cfg = Config.from_dict({"profile": "cpu", "dropout": "0", "steps_per_epoch": "0", "epochs": "2",
+                            "progress": "false", "lr": "2e-5"})
+    assert (cfg.dropout, cfg.steps_per_epoch, cfg.epochs, cfg.progress, cfg.lr) == (0.0, None, 2, False, 2e-5)
