@@ -32,6 +32,9 @@ test: setup  ## unit tests + every notebook under nbval (smoke profile)
 report: setup  ## execute the five notebooks with papermill, then reports/results.md and figures
 	$(PY) -m mtlib report --execute --profile $(PROFILE)
 
+bench: setup  ## training/eval speed, one process, interleaved -> reports/performance.md
+	$(PY) benchmarks/bench.py
+
 data: setup  ## download the official CS224N files into data/cs224n
 	$(PY) -m mtlib download --dest data/cs224n
 

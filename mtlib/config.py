@@ -63,6 +63,9 @@ class Config:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"                # auto = bf16 autocast where the hardware supports it
+    bucket: bool = True                    # length-bucketed training batches (less padding)
+    checkpoint_every: int = 50             # steps between resume checkpoints (and at every epoch end); 0: epochs only
+    resume: bool = False                   # go on from the resume checkpoint in out_dir
     max_bad_fraction: float = 0.001
     data_dir: Optional[str] = None
     out_dir: str = "runs/default"
@@ -90,6 +93,8 @@ class Config:
         for name in ("lr", "batch_size", "epochs", "max_length", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} is not valid; it must be > 0")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every={self.checkpoint_every} is not valid; use a step count, or 0")
         for name in ("steps_per_epoch", "max_train", "max_eval"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} is not valid; use a positive number, or 0 for no limit")

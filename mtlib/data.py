@@ -270,23 +270,48 @@ def collate(enc: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:
     return batch
 
 
-def train_batches(enc: Encoded, batch_size: int, rng: np.random.Generator,
-                  bucket: bool = True, pool: int = 64) -> Iterator[np.ndarray]:
-    """Endless row-index batches: each pass is a fresh permutation, so smaller datasets cycle.
+class TaskSampler:
+    """Endless row-index batches of one task: each pass is a fresh permutation, so smaller datasets cycle.
 
-    With `bucket`, each window of `pool` batches is sorted by length before it is cut, so a batch
-    holds sentences of similar length (little padding), and the batches' order is shuffled again.
+    With `bucket`, each window of `pool` batches is sorted by length before it is cut, so a batch holds
+    sentences of similar length (little padding); the batches' order is shuffled again. The position
+    (the generator's state at the start of the pass, and the batch index in it) can be saved and
+    restored exactly, for resuming a run.
     """
-    while True:
-        order = rng.permutation(len(enc))
+
+    def __init__(self, enc: Encoded, batch_size: int, seed: list[int] | int, bucket: bool = True, pool: int = 64):
+        self.enc, self.batch_size, self.bucket, self.pool = enc, batch_size, bucket, pool
+        self.rng = np.random.default_rng(seed)
+        self._new_pass()
+
+    def _new_pass(self) -> None:
+        self.pass_state = self.rng.bit_generator.state
+        order = self.rng.permutation(len(self.enc))
         batches = []
-        for start in range(0, len(order), batch_size * pool):
-            window = order[start: start + batch_size * pool]
-            if bucket:
-                window = window[np.argsort(enc.lengths[window], kind="stable")]
-            batches += [window[i: i + batch_size] for i in range(0, len(window), batch_size)]
-        for b in rng.permutation(len(batches)):
-            yield batches[b]
+        for start in range(0, len(order), self.batch_size * self.pool):
+            window = order[start: start + self.batch_size * self.pool]
+            if self.bucket:
+                window = window[np.argsort(self.enc.lengths[window], kind="stable")]
+            batches += [window[i: i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        self.batches = [batches[b] for b in self.rng.permutation(len(batches))]
+        self.pos = 0
+
+    def __iter__(self) -> "TaskSampler":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if self.pos == len(self.batches):
+            self._new_pass()
+        self.pos += 1
+        return self.batches[self.pos - 1]
+
+    def state_dict(self) -> dict:
+        return {"pass_state": self.pass_state, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["pass_state"]
+        self._new_pass()
+        self.pos = state["pos"]
 
 
 def eval_batches(enc: Encoded, batch_size: int) -> Iterator[np.ndarray]:

@@ -28,6 +28,8 @@ def resolve_encoder(name: str) -> str:
 def load_encoder(name: str, dropout: float):
     """Load a Hugging Face encoder + fast tokenizer with every dropout probability set to `dropout`."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
     path = resolve_encoder(name)
     try:
         config = AutoConfig.from_pretrained(path)

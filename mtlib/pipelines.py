@@ -18,7 +18,7 @@ from .config import Config
 from .evaluate import atomic_write_text, evaluate, write_predictions
 from .merge import merge_single_task_states
 from .models import build_model, pick_device, resolve_encoder, use_bf16
-from .train import JsonlLog, Stage, StageResult, train_stage
+from .train import Checkpointer, JsonlLog, Stage, StageResult, load_checkpoint, set_rng_state, train_stage
 
 QUORA_NOTE = ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv "
               "(20,214 pairs), not the official 141k-pair train set; and all-MiniLM-L6-v2 was pre-trained on "
@@ -39,18 +39,42 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     out = prepare_out_dir(cfg.out_dir)
     seed_everything(cfg.seed)
     device = pick_device(cfg)
+    splits = load_splits(cfg)                # validate the data before spending time on the model
     model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout)
     model.to(device)
-    data = load_data(cfg, tokenizer)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
+    data = encode_splits(cfg, splits, tokenizer)
+    ckpt_file = out / "checkpoints" / "resume.pt"
+    saved = resume_state(cfg, out, ckpt_file) if cfg.resume else None
+    if cfg.resume and saved is None and (out / "metrics.json").exists():
+        print(f"[{cfg.pipeline}] {out} is already complete; nothing to resume")
+        return json.loads((out / "metrics.json").read_text())
+    if saved is None:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    else:
+        with open(out / "metrics.jsonl", "r+b") as f:      # drop what was logged after the checkpoint
+            f.truncate(saved["log_bytes"])
     log = JsonlLog(out / "metrics.jsonl")
+    checkpointer = Checkpointer(ckpt_file, cfg.checkpoint_every, log)
+    checkpointer.completed = saved["completed"] if saved else []
+    done = {r["name"]: r for r in checkpointer.completed}
+    pending = {"rng": saved["rng"] if saved else None, "current": saved["current"] if saved else None}
 
     def dev_eval(m, tasks):
         return evaluate(m, {t: data[t]["dev"] for t in tasks}, cfg, device)
 
     def train(stage: Stage) -> StageResult:
-        r = train_stage(model, data, cfg, stage, device, log, out / "checkpoints" / f"{stage.name}.safetensors",
-                        dev_eval)
+        path = out / "checkpoints" / f"{stage.name}.safetensors"
+        if stage.name in done:                               # finished before the interruption
+            load_checkpoint(model, path)
+            return StageResult(**done[stage.name])
+        if pending["rng"] is not None:
+            set_rng_state(pending["rng"])
+        current = pending["current"] if pending["current"] and pending["current"]["stage"] == stage.name else None
+        pending.update(rng=None, current=None)
+        r = train_stage(model, data, cfg, stage, device, log, path, dev_eval, checkpointer, current)
+        checkpointer.completed.append(vars(r).copy())
+        checkpointer.save()
         print(f"[{stage.name}] best epoch {r.best_epoch}: {fmt(r.best)}  ({r.wall_s:.0f}s)")
         return r
 
@@ -65,9 +89,11 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
             results.append(train(Stage(f"single_{task}", (task,), cfg.single_task_epochs)))
             singles[task] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(merge_single_task_states(singles))
-        merged = dev_eval(model, D.TASKS)
-        log.write(type="epoch", stage="merged", epoch=0, **merged)
-        print(f"[merged] {fmt(merged)}")
+        past_merge = "multitask" in done or (pending["current"] or {}).get("stage") == "multitask"
+        if not past_merge:                                   # (a resumed run logged it already)
+            merged = dev_eval(model, D.TASKS)
+            log.write(type="epoch", stage="merged", epoch=0, **merged)
+            print(f"[merged] {fmt(merged)}")
         del singles, initial
         results.append(train(Stage("multitask", D.TASKS, cfg.epochs)))
         results.append(train(Stage("frozen", D.TASKS, cfg.frozen_epochs, freeze_encoder=True)))
@@ -93,18 +119,44 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "note": QUORA_NOTE,
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    ckpt_file.unlink(missing_ok=True)
     print(f"[{cfg.pipeline}] dev {fmt(final.best)}  wall {metrics['wall_s']:.0f}s  -> {out / 'metrics.json'}")
     return metrics
 
 
-def load_data(cfg: Config, tokenizer) -> dict[str, dict[str, D.Encoded]]:
+RESUME_IGNORES = ("resume", "progress", "out_dir", "data_dir", "checkpoint_every", "eval_batch_size")
+
+
+def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
+    """The saved state to go on from, after checking the run's config matches the one saved."""
+    if not ckpt_file.exists():
+        if not (out / "metrics.json").exists():
+            print(f"[{cfg.pipeline}] resume: no checkpoint in {out}; starting from the beginning")
+        return None
+    before = json.loads((out / "config.json").read_text())
+    now = cfg.to_dict()
+    changed = [k for k in now if k not in RESUME_IGNORES and before.get(k) != now[k]]
+    if changed:
+        raise ValueError(f"resume: the run in {out} used different " + ", ".join(
+            f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
+    return Checkpointer(ckpt_file, 0, None).load()
+
+
+def load_splits(cfg: Config) -> dict[str, dict[str, D.Split]]:
+    """{task: {split: Split}}, validated, cut to max_train / max_eval rows."""
+    return {task: {s: split.head(cfg.max_train if s == "train" else cfg.max_eval)
+                   for s, split in D.load_task(task, cfg.data_dir, max_bad_fraction=cfg.max_bad_fraction).items()}
+            for task in D.TASKS}
+
+
+def encode_splits(cfg: Config, splits: dict[str, dict[str, D.Split]], tokenizer) -> dict[str, dict[str, D.Encoded]]:
     """{task: {split: Encoded}}, tokenized once with the encoder's tokenizer."""
-    data: dict[str, dict[str, D.Encoded]] = {}
-    for task in D.TASKS:
-        splits = D.load_task(task, cfg.data_dir, max_bad_fraction=cfg.max_bad_fraction)
-        data[task] = {s: D.encode(split.head(cfg.max_train if s == "train" else cfg.max_eval), tokenizer,
-                                  cfg.max_length) for s, split in splits.items()}
-    return data
+    return {task: {s: D.encode(split, tokenizer, cfg.max_length) for s, split in by_split.items()}
+            for task, by_split in splits.items()}
+
+
+def load_data(cfg: Config, tokenizer) -> dict[str, dict[str, D.Encoded]]:
+    return encode_splits(cfg, load_splits(cfg), tokenizer)
 
 
 def prepare_out_dir(out_dir: str) -> Path:

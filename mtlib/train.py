@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import surgery
 from .config import Config
-from .data import Encoded, collate, train_batches
+from .data import Encoded, TaskSampler, collate
 from .models import MultitaskModel, use_bf16
 
 
@@ -57,6 +58,11 @@ class JsonlLog:
 
     def write(self, **record) -> None:
         self._f.write(json.dumps(record) + "\n")
+        self._f.flush()
+
+    def tell(self) -> int:
+        self._f.flush()
+        return self._f.tell()
 
     def close(self) -> None:
         self._f.close()
@@ -76,10 +82,48 @@ class FlatGrads:
             p.grad = g.view_as(p)
 
 
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointer:
+    """The resume file of a run: finished stages, RNG states, the log's length and, mid-stage, everything
+    the loop needs to go on (model, optimizer, samplers, PCGrad generator, epoch, step, best so far).
+    Written atomically (temp file + rename), so a kill mid-write leaves the previous one intact."""
+
+    def __init__(self, path: Path, every: int, log: JsonlLog):
+        self.path, self.every, self.log = path, every, log
+        self.completed: list[dict] = []
+
+    def save(self, current: dict | None = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({"completed": self.completed, "rng": rng_state(), "log_bytes": self.log.tell(),
+                    "current": current}, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self) -> dict | None:
+        return torch.load(self.path, weights_only=False) if self.path.exists() else None
+
+
 def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg: Config, stage: Stage,
                 device: torch.device, log: JsonlLog, ckpt_path: Path,
-                evaluate: Callable[[MultitaskModel, tuple[str, ...]], dict]) -> StageResult:
-    """Train `stage`; after every epoch `evaluate(model, tasks)` on dev; keep (and finally reload) the best epoch."""
+                evaluate: Callable[[MultitaskModel, tuple[str, ...]], dict],
+                checkpointer: Checkpointer | None = None, resume: dict | None = None) -> StageResult:
+    """Train `stage`; after every epoch `evaluate(model, tasks)` on dev; keep (and finally reload) the best epoch.
+
+    With a `checkpointer`, the loop's full state is saved every `checkpointer.every` steps and at each
+    epoch's end; `resume` (such a saved state) continues exactly where it was taken.
+    """
     start = time.time()
     tasks = stage.tasks
     for p in model.encoder.parameters():
@@ -90,55 +134,86 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     shared = [] if stage.freeze_encoder else model.shared_parameters()
     flat = FlatGrads(shared, len(tasks)) if shared else None
     generator = torch.Generator().manual_seed(cfg.seed)
-    batches = {t: train_batches(data[t]["train"], cfg.batch_size, np.random.default_rng([cfg.seed, i]))
-               for i, t in enumerate(tasks)}
+    samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [cfg.seed, i], bucket=cfg.bucket)
+                for i, t in enumerate(tasks)}
     steps = math.ceil(max(len(data[t]["train"]) for t in tasks) / cfg.batch_size)
     if cfg.steps_per_epoch:
         steps = min(steps, cfg.steps_per_epoch)
     bf16 = use_bf16(cfg, device)
-    result = StageResult(stage.name, -1, {})
-    for epoch in range(1, stage.epochs + 1):
-        model.train()
-        bar = tqdm(range(steps), desc=f"{stage.name} epoch {epoch}/{stage.epochs}", disable=not cfg.progress,
-                   leave=False)
-        for step in bar:
-            record = {"type": "step", "stage": stage.name, "epoch": epoch, "step": step}
-            step_start = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            if flat is not None:
-                flat.buffer.zero_()
-            for t_idx, task in enumerate(tasks):
-                batch = {k: v.to(device, non_blocking=True) for k, v in collate(data[task]["train"], next(batches[task])).items()}
-                if flat is not None:
-                    flat.point_grads_at(flat.buffer[t_idx])
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss = model.loss(task, model(task, batch), batch["labels"])
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"stage {stage.name!r}, epoch {epoch}, step {step}: the {task} loss is "
-                                        f"{loss.item()}; lower lr (now {cfg.lr}) or use precision='fp32'. "
-                                        f"The last good checkpoint is {ckpt_path}")
-                if loss.requires_grad:        # a frozen encoder + the cosine head leave nothing to train
-                    loss.backward()
-                record[f"loss_{task}"] = loss.item()
-            if flat is not None:
-                combined, stats = surgery.combine(flat.buffer, cfg.combine, cfg.reduction, generator)
-                flat.point_grads_at(combined)
-                record.update(stats_record(tasks, stats), norm_combined=combined.norm().item())
-            optimizer.step()
-            record["step_s"] = round(time.perf_counter() - step_start, 4)
-            log.write(**record)
-            bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
-        metrics = evaluate(model, tasks)
-        log.write(type="epoch", stage=stage.name, epoch=epoch, **metrics)
-        result.history.append({"epoch": epoch, **metrics})
-        if result.best_epoch < 0 or metrics["overall"] > result.best["overall"]:
-            result.best_epoch, result.best = epoch, metrics
-            save_checkpoint(model, ckpt_path)
+    result, first_epoch, first_step = StageResult(stage.name, -1, {}), 1, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        generator.set_state(resume["generator"])
+        for t, sampler in samplers.items():
+            sampler.load_state_dict(resume["samplers"][t])
+        result = StageResult(**resume["result"])
+        first_epoch, first_step = resume["epoch"], resume["step"]
+
+    def snapshot(epoch: int, step: int) -> None:
+        if checkpointer is not None:
+            checkpointer.save({"stage": stage.name, "epoch": epoch, "step": step, "model": model.state_dict(),
+                               "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                               "samplers": {t: s.state_dict() for t, s in samplers.items()},
+                               "result": vars(result).copy()})
+
+    for epoch in range(first_epoch, stage.epochs + 1):
+        if first_step < steps:
+            model.train()
+            bar = tqdm(range(first_step, steps), desc=f"{stage.name} epoch {epoch}/{stage.epochs}",
+                       disable=not cfg.progress, leave=False)
+            for step in bar:
+                record = train_step(model, data, cfg, tasks, samplers, optimizer, flat, generator, device, bf16,
+                                    stage.name, epoch, step, checkpointer)
+                log.write(**record)
+                bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
+                if checkpointer is not None and checkpointer.every and (step + 1) % checkpointer.every == 0 \
+                        and step + 1 < steps:
+                    snapshot(epoch, step + 1)
+            metrics = evaluate(model, tasks)
+            log.write(type="epoch", stage=stage.name, epoch=epoch, **metrics)
+            result.history.append({"epoch": epoch, **metrics})
+            if result.best_epoch < 0 or metrics["overall"] > result.best["overall"]:
+                result.best_epoch, result.best = epoch, metrics
+                save_checkpoint(model, ckpt_path)
+            snapshot(epoch, steps)           # epoch done: resuming from here starts the next epoch
+        first_step = 0
     load_checkpoint(model, ckpt_path)
     for p in model.encoder.parameters():
         p.requires_grad_(True)
     result.wall_s = time.time() - start
     return result
+
+
+def train_step(model, data, cfg, tasks, samplers, optimizer, flat, generator, device, bf16, stage, epoch, step,
+               checkpointer) -> dict:
+    """One step: a batch per task, each task's backward into its row of the flat buffer, combine, AdamW."""
+    record = {"type": "step", "stage": stage, "epoch": epoch, "step": step}
+    step_start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    if flat is not None:
+        flat.buffer.zero_()
+    for t_idx, task in enumerate(tasks):
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
+        if flat is not None:
+            flat.point_grads_at(flat.buffer[t_idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model.loss(task, model(task, batch), batch["labels"])
+        if not torch.isfinite(loss):
+            last = f"the last good checkpoint is {checkpointer.path}" if checkpointer and checkpointer.path.exists() \
+                else "no checkpoint was written yet"
+            raise TrainingError(f"stage {stage!r}, epoch {epoch}, step {step}: the {task} loss is {loss.item()}; "
+                                f"lower lr (now {cfg.lr}) or use precision=fp32; {last} (resume=true goes on from it)")
+        if loss.requires_grad:        # a frozen encoder + the cosine head leave nothing to train
+            loss.backward()
+        record[f"loss_{task}"] = loss.item()
+    if flat is not None:
+        combined, stats = surgery.combine(flat.buffer, cfg.combine, cfg.reduction, generator)
+        flat.point_grads_at(combined)
+        record.update(stats_record(tasks, stats), norm_combined=combined.norm().item())
+    optimizer.step()
+    record["step_s"] = round(time.perf_counter() - step_start, 4)
+    return record
 
 
 def stats_record(tasks: tuple[str, ...], stats: surgery.SurgeryStats) -> dict:

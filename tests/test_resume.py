@@ -1,0 +1,90 @@
+"""Crash safety: a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one (CPU)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from mtlib.pipelines import run
+
+
+def args_for(cfg: dict, **extra) -> list[str]:
+    return [f"{k}={v}" for k, v in {**cfg, **extra}.items()]
+
+
+def start(cfg: dict, **extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mtlib", "run", *args_for(cfg, **extra)], cwd=ROOT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_when(proc: subprocess.Popen, log_path, stage: str, epoch: int, step: int, timeout: float = 120) -> None:
+    """SIGKILL `proc` as soon as its log shows that `stage` reached (epoch, step)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        if log_path.exists():
+            for line in log_path.read_text().splitlines():
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r.get("type") == "step" and r["stage"] == stage and (r["epoch"], r["step"]) >= (epoch, step):
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    assert proc.returncode == -signal.SIGKILL
+                    return
+        time.sleep(0.002)
+    pytest.fail("timed out waiting for the kill point")
+
+
+def same_run(a, b) -> None:
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    for key in ("sst_acc", "para_acc", "sts_pearson", "overall", "best_epoch", "final_stage"):
+        assert ma[key] == mb[key], key
+    assert [(s["name"], s["best_epoch"], s["best"], s["history"]) for s in ma["stages"]] == \
+           [(s["name"], s["best_epoch"], s["best"], s["history"]) for s in mb["stages"]]
+    for f in sorted((a / "predictions").iterdir()):
+        assert f.read_text() == (b / "predictions" / f.name).read_text(), f.name
+
+    def steps(d):
+        return [{k: v for k, v in json.loads(l).items() if k != "step_s"} for l in open(d / "metrics.jsonl")]
+    assert steps(a) == steps(b)          # every loss, cosine and norm of every step, in the same order
+
+
+@pytest.mark.parametrize("pipeline,stage,epoch,step", [("multitask", "multitask", 2, 3),
+                                                       ("novel", "single_sst", 1, 4)])
+def test_sigkill_then_resume_is_bit_identical(tiny_config, tmp_path, pipeline, stage, epoch, step):
+    cfg = {**tiny_config, "pipeline": pipeline, "batch_size": 4, "epochs": 3, "single_task_epochs": 3,
+           "steps_per_epoch": 0, "checkpoint_every": 2, "combine": "pcgrad", "dropout": 0.1}
+    reference = tmp_path / "reference"
+    run({**cfg, "out_dir": str(reference)})
+
+    crashed = tmp_path / "crashed"
+    proc = start(cfg, out_dir=crashed)
+    kill_when(proc, crashed / "metrics.jsonl", stage, epoch, step)
+    assert not (crashed / "metrics.json").exists() and (crashed / "checkpoints" / "resume.pt").exists()
+    r = subprocess.run([sys.executable, "-m", "mtlib", "run", *args_for(cfg, out_dir=crashed, resume="true")],
+                       cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    same_run(reference, crashed)
+    assert not (crashed / "checkpoints" / "resume.pt").exists()
+
+
+def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
+    cfg = {**tiny_config, "checkpoint_every": 1}
+    out = tmp_path / "run"
+    run({**cfg, "out_dir": str(out)})
+    (out / "checkpoints" / "resume.pt").write_bytes(b"")    # pretend it was interrupted
+    with pytest.raises(ValueError, match=r"lr=0.001 \(now 0.002\)"):
+        run({**cfg, "out_dir": str(out), "resume": True, "lr": 2e-3})
+
+
+def test_resume_of_a_finished_run_returns_its_metrics(tiny_config, tmp_path):
+    first = run({**tiny_config, "out_dir": str(tmp_path / "r")})
+    again = run({**tiny_config, "out_dir": str(tmp_path / "r"), "resume": True})
+    assert again["overall"] == first["overall"] and again["finished_at"] == first["finished_at"]
