@@ -185,6 +185,9 @@ def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_m
         f"Encoder {cfg.encoder}, real CS224N train/dev data, batch {cfg.batch_size} per task, max_length "
         f"{cfg.max_length}, bf16 autocast {'on' if use_bf16(cfg, device) else 'off (no native bf16)'} in the fast path. "
         f"One process, interleaved, {args.reps} repetitions of {args.steps} steps; medians.", "",
+        "| target | measured | met |", "|---|---|---|",
+        f"| multitask step throughput >= 2.5x the plain fp32 loop | {speedup:.2f}x | {'yes' if speedup >= 2.5 else 'no'} |",
+        f"| PCGrad step <= 1.05x the summed step | {ratio:.3f}x | {'yes' if ratio <= 1.05 else 'no'} |", "",
         "## 1. Multitask training step throughput (real, non-pad tokens per second)", "",
         "| loop | tokens/s |", "|---|---|",
         *[f"| {k} | {v:,.0f} |" for k, v in med.items()], "",
