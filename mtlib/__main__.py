@@ -36,12 +36,12 @@ def main(argv: list[str] | None = None) -> int:
             from .pipelines import run
             run(parse_params(rest))
         elif command == "download":
-            from .data import download, resolve_data_dir
+            from .data import download
             ap = argparse.ArgumentParser(prog="python -m mtlib download")
             ap.add_argument("--dest", default=None, help="folder (default: $MTLIB_DATA_DIR or data/cs224n)")
             ap.add_argument("--force", action="store_true", help="fetch files that are already there again")
             args = ap.parse_args(rest)
-            dest = args.dest or _default_dest(resolve_data_dir)
+            dest = args.dest or _default_dest()
             for path in download(dest, force=args.force):
                 print(path)
         elif command == "report":
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _default_dest(resolve) -> str:
+def _default_dest() -> str:
+    """$MTLIB_DATA_DIR, else data/cs224n in the repository: where `run` looks when data_dir is not given."""
     import os
     from pathlib import Path
     return os.environ.get("MTLIB_DATA_DIR") or str(Path(__file__).resolve().parent.parent / "data" / "cs224n")
