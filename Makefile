@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PROFILE ?= cpu
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run test report bench data clean strip
+.PHONY: setup run test report bench parity data clean strip
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv with torch (CPU) and mtlib
 
-run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 15 min on 2 cores)
+run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 6 min on 2 cores)
 	$(PY) -m mtlib run pipeline=novel profile=$(PROFILE) dropout=0 seed=0 out_dir=runs/novel
 
 test: setup  ## unit tests + every notebook under nbval (smoke profile)
@@ -34,6 +34,11 @@ report: setup  ## execute the five notebooks with papermill, then reports/result
 
 bench: setup  ## training/eval speed, one process, interleaved -> reports/performance.md
 	$(PY) benchmarks/bench.py
+
+PARITY_OFF := pipeline=novel profile=$(PROFILE) seed=0 precision=fp32 bucket=false dropout_impl=torch progress=false
+parity: setup  ## the novel pipeline with the fast path off (dropout 0 and 0.1), for performance.md's parity table
+	$(PY) -m mtlib run $(PARITY_OFF) dropout=0 out_dir=reports/runs/parity-fp32-unbucketed
+	$(PY) -m mtlib run $(PARITY_OFF) dropout=0.1 out_dir=reports/runs/parity-fp32-unbucketed-dropout
 
 data: setup  ## download the official CS224N files into data/cs224n
 	$(PY) -m mtlib download --dest data/cs224n

@@ -21,6 +21,7 @@ CHOICES = {
     "reduction": ("sum", "mean"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
+    "dropout_impl": ("fast", "torch"),
 }
 
 # The report's schedule is `paper`. `cpu` keeps its hyper-parameters and caps the steps per epoch so the
@@ -64,6 +65,7 @@ class Config:
     device: str = "auto"
     precision: str = "auto"                # auto = bf16 autocast where the hardware supports it
     bucket: bool = True                    # length-bucketed training batches (less padding)
+    dropout_impl: str = "fast"             # fast: 15-bit-mask dropout on CPU (models.FastDropout); torch: nn.Dropout
     checkpoint_every: int = 50             # steps between resume checkpoints (and at every epoch end); 0: epochs only
     resume: bool = False                   # go on from the resume checkpoint in out_dir
     max_bad_fraction: float = 0.001

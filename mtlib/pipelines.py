@@ -40,7 +40,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
-    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout)
+    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl)
     model.to(device)
     data = encode_splits(cfg, splits, tokenizer)
     ckpt_file = out / "checkpoints" / "resume.pt"

@@ -2,8 +2,9 @@
 
 Each step draws one batch from every task being trained. Each task's loss is backpropagated on its
 own (its batch is its own, so three backward passes cost what one summed backward costs) straight
-into row t of a flat T x P gradient buffer for the shared encoder; `surgery.combine` turns the buffer
-into one update (sum or PCGrad) and the step's telemetry. The heads keep their own gradients.
+into task t's rows of `TaskGrads` (a flat T x P buffer plus the touched word-embedding rows);
+`surgery` turns them into one update (sum or PCGrad) and the step's telemetry. The heads keep their
+own gradients.
 """
 from __future__ import annotations
 
@@ -68,18 +69,87 @@ class JsonlLog:
         self._f.close()
 
 
-class FlatGrads:
-    """A T x P buffer whose rows are the shared parameters' gradients, one row per task."""
+class TaskGrads:
+    """Each task's gradient of the shared encoder, laid out so that surgery is cheap.
 
-    def __init__(self, params: list[torch.nn.Parameter], n_tasks: int):
-        self.params = params
-        self.sizes = [p.numel() for p in params]
-        self.buffer = torch.zeros(n_tasks, sum(self.sizes), device=params[0].device if params else "cpu")
+    Dense parameters: a T x P buffer whose row t is task t's gradient, copied there in one pass after
+    task t's backward (which starts from .grad = None, so autograd hands over its gradient tensors
+    without accumulating into zeros). The word-embedding matrix (half of MiniLM's parameters, of which a
+    step touches only the rows of its tokens) backpropagates a sparse gradient instead; the touched rows
+    of all tasks form a small T x (U*H) block. Surgery then passes over the dense buffer and the touched
+    rows only; the result is the same as with the whole matrix in the buffer, because untouched rows are
+    zero for every task.
+    """
 
-    def point_grads_at(self, row: torch.Tensor) -> None:
-        """Make every shared parameter's .grad a view into `row`, so backward accumulates there."""
-        for p, g in zip(self.params, row.split(self.sizes)):
+    def __init__(self, params: list[torch.nn.Parameter], n_tasks: int, embedding: torch.nn.Module | None = None):
+        in_params = isinstance(embedding, torch.nn.Embedding) and any(p is embedding.weight for p in params)
+        self.embedding = embedding if in_params else None
+        self.params = [p for p in params if self.embedding is None or p is not self.embedding.weight]
+        self.sizes = [p.numel() for p in self.params]
+        device = params[0].device if params else "cpu"
+        self.buffer = torch.zeros(n_tasks, sum(self.sizes), device=device)
+        self.combined = torch.zeros(sum(self.sizes), device=device)
+        self.sparse: list[torch.Tensor | None] = []
+        if self.embedding is not None:
+            self._was_sparse, self.embedding.sparse = self.embedding.sparse, True
+            self.embedding_grad = torch.zeros_like(self.embedding.weight)   # dense, for the optimizer
+            self._rows = torch.zeros(0, dtype=torch.long, device=device)     # rows written last step
+
+    def point_grads_at(self, flat: torch.Tensor) -> None:
+        """Make every dense parameter's .grad a view into `flat` (e.g. the combined update)."""
+        for p, g in zip(self.params, flat.split(self.sizes)):
             p.grad = g.view_as(p)
+
+    def start_step(self) -> None:
+        self.sparse = []
+
+    def before_backward(self) -> None:
+        for p in self.params:
+            p.grad = None
+        if self.embedding is not None:
+            self.embedding.weight.grad = None
+
+    def after_backward(self, task: int) -> None:
+        """Copy the dense gradients into row `task` (zeros where the task did not reach a parameter)."""
+        torch.cat([p.grad.flatten() if p.grad is not None else p.new_zeros(p.numel()) for p in self.params],
+                  out=self.buffer[task])
+        if self.embedding is not None:
+            self.sparse.append(self.embedding.weight.grad)
+            self.embedding.weight.grad = None
+
+    def touched_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows U, T x U x H): the word-embedding rows any task touched and each task's gradient on them."""
+        w = self.embedding.weight
+        idx, vals = [], []
+        for g in self.sparse:
+            g = g.coalesce() if g is not None else None       # coalesce: one entry per row
+            idx.append(g.indices()[0] if g is not None else torch.zeros(0, dtype=torch.long, device=w.device))
+            vals.append(g.values() if g is not None else w.new_zeros(0, w.shape[1]))
+        rows, where = torch.cat(idx).unique(return_inverse=True)
+        block = w.new_zeros(len(idx), len(rows), w.shape[1])
+        for t, (pos, v) in enumerate(zip(where.split([len(i) for i in idx]), vals)):
+            block[t, pos] = v
+        return rows, block
+
+    def combine(self, method: str, reduction: str, generator: torch.Generator) -> surgery.SurgeryStats:
+        """Combine the task gradients (sum or PCGrad) and point every shared parameter's .grad at the result."""
+        blocks = [self.buffer]
+        if self.embedding is not None:
+            rows, block = self.touched_rows()
+            blocks.append(block.flatten(1))
+        w, stats = surgery.weights(surgery.gram_matrix(blocks), method, reduction, generator)
+        self.point_grads_at(surgery.weighted_sum(self.buffer, w, out=self.combined))
+        if self.embedding is not None:
+            self.embedding_grad.index_fill_(0, self._rows, 0.0)
+            self.embedding_grad.index_copy_(0, rows, surgery.weighted_sum(blocks[1], w).view(len(rows), -1))
+            self._rows = rows
+            self.embedding.weight.grad = self.embedding_grad
+        return stats
+
+    def close(self) -> None:
+        """Give the embedding back its own gradient mode."""
+        if self.embedding is not None:
+            self.embedding.sparse = self._was_sparse
 
 
 def rng_state() -> dict:
@@ -132,7 +202,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     fused = device.type in ("cuda", "cpu") and all(p.dtype == torch.float32 for p in trainable)
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     shared = [] if stage.freeze_encoder else model.shared_parameters()
-    flat = FlatGrads(shared, len(tasks)) if shared else None
+    grads = TaskGrads(shared, len(tasks), model.encoder.get_input_embeddings()) if shared else None
     generator = torch.Generator().manual_seed(cfg.seed)
     samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [cfg.seed, i], bucket=cfg.bucket)
                 for i, t in enumerate(tasks)}
@@ -157,27 +227,31 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                                "samplers": {t: s.state_dict() for t, s in samplers.items()},
                                "result": vars(result).copy()})
 
-    for epoch in range(first_epoch, stage.epochs + 1):
-        if first_step < steps:
-            model.train()
-            bar = tqdm(range(first_step, steps), desc=f"{stage.name} epoch {epoch}/{stage.epochs}",
-                       disable=not cfg.progress, leave=False)
-            for step in bar:
-                record = train_step(model, data, cfg, tasks, samplers, optimizer, flat, generator, device, bf16,
-                                    stage.name, epoch, step, checkpointer)
-                log.write(**record)
-                bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
-                if checkpointer is not None and checkpointer.every and (step + 1) % checkpointer.every == 0 \
-                        and step + 1 < steps:
-                    snapshot(epoch, step + 1)
-            metrics = evaluate(model, tasks)
-            log.write(type="epoch", stage=stage.name, epoch=epoch, **metrics)
-            result.history.append({"epoch": epoch, **metrics})
-            if result.best_epoch < 0 or metrics["overall"] > result.best["overall"]:
-                result.best_epoch, result.best = epoch, metrics
-                save_checkpoint(model, ckpt_path)
-            snapshot(epoch, steps)           # epoch done: resuming from here starts the next epoch
-        first_step = 0
+    try:
+        for epoch in range(first_epoch, stage.epochs + 1):
+            if first_step < steps:
+                model.train()
+                bar = tqdm(range(first_step, steps), desc=f"{stage.name} epoch {epoch}/{stage.epochs}",
+                           disable=not cfg.progress, leave=False)
+                for step in bar:
+                    record = train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, device, bf16,
+                                        stage.name, epoch, step, checkpointer)
+                    log.write(**record)
+                    bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
+                    if checkpointer is not None and checkpointer.every and (step + 1) % checkpointer.every == 0 \
+                            and step + 1 < steps:
+                        snapshot(epoch, step + 1)
+                metrics = evaluate(model, tasks)
+                log.write(type="epoch", stage=stage.name, epoch=epoch, **metrics)
+                result.history.append({"epoch": epoch, **metrics})
+                if result.best_epoch < 0 or metrics["overall"] > result.best["overall"]:
+                    result.best_epoch, result.best = epoch, metrics
+                    save_checkpoint(model, ckpt_path)
+                snapshot(epoch, steps)           # epoch done: resuming from here starts the next epoch
+            first_step = 0
+    finally:
+        if grads is not None:
+            grads.close()
     load_checkpoint(model, ckpt_path)
     for p in model.encoder.parameters():
         p.requires_grad_(True)
@@ -185,39 +259,42 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     return result
 
 
-def train_step(model, data, cfg, tasks, samplers, optimizer, flat, generator, device, bf16, stage, epoch, step,
+def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, device, bf16, stage, epoch, step,
                checkpointer) -> dict:
-    """One step: a batch per task, each task's backward into its row of the flat buffer, combine, AdamW."""
+    """One step: a batch per task, all forwards in one autocast region, then each task's backward into its own
+    gradient rows, combine, AdamW."""
     record = {"type": "step", "stage": stage, "epoch": epoch, "step": step}
     step_start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    if flat is not None:
-        flat.buffer.zero_()
-    for t_idx, task in enumerate(tasks):
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
-        if flat is not None:
-            flat.point_grads_at(flat.buffer[t_idx])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = model.loss(task, model(task, batch), batch["labels"])
+    if grads is not None:
+        grads.start_step()
+    losses = {}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):   # one region: weights cast once a step
+        for task in tasks:
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
+            losses[task] = model.loss(task, model(task, batch), batch["labels"])
+    for t_idx, (task, loss) in enumerate(losses.items()):
         if not torch.isfinite(loss):
             last = f"the last good checkpoint is {checkpointer.path}" if checkpointer and checkpointer.path.exists() \
                 else "no checkpoint was written yet"
             raise TrainingError(f"stage {stage!r}, epoch {epoch}, step {step}: the {task} loss is {loss.item()}; "
                                 f"lower lr (now {cfg.lr}) or use precision=fp32; {last} (resume=true goes on from it)")
+        if grads is not None:
+            grads.before_backward()
         if loss.requires_grad:        # a frozen encoder + the cosine head leave nothing to train
-            loss.backward()
+            loss.backward()           # the graphs share only the cached bf16 weight casts, which save no tensors
+        if grads is not None:
+            grads.after_backward(t_idx)
         record[f"loss_{task}"] = loss.item()
-    if flat is not None:
-        combined, stats = surgery.combine(flat.buffer, cfg.combine, cfg.reduction, generator)
-        flat.point_grads_at(combined)
-        record.update(stats_record(tasks, stats), norm_combined=combined.norm().item())
+    if grads is not None:
+        record.update(stats_record(tasks, grads.combine(cfg.combine, cfg.reduction, generator)))
     optimizer.step()
     record["step_s"] = round(time.perf_counter() - step_start, 4)
     return record
 
 
 def stats_record(tasks: tuple[str, ...], stats: surgery.SurgeryStats) -> dict:
-    rec = {"conflicts": stats.conflicts, "projections": stats.projections}
+    rec = {"conflicts": stats.conflicts, "projections": stats.projections, "norm_combined": stats.norm_combined}
     for i, a in enumerate(tasks):
         rec[f"norm_before_{a}"] = stats.norm_before[i].item()
         rec[f"norm_after_{a}"] = stats.norm_after[i].item()

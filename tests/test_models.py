@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mtlib.models import EncoderError, build_model, load_encoder
+from mtlib.models import EncoderError, FastDropout, build_model, load_encoder
 
 
 def batch(tokenizer, sentences):
@@ -45,6 +45,43 @@ def test_dropout_is_applied(tiny_encoder):
     model, _ = build_model(tiny_encoder, "mean", "mlp", 0.3)
     assert model.encoder.config.hidden_dropout_prob == 0.3
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_fast_dropout_keeps_1_minus_p_and_preserves_the_mean(p):
+    drop = FastDropout(p).train()
+    x = torch.ones(1_000_003)                          # not a multiple of 4: the bit buffer is cut to size
+    y = drop(x)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(1 - p, abs=2e-3)
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 32768 / round((1 - p) * 32768)))
+    assert y.mean().item() == pytest.approx(1.0, abs=5e-3)
+    xb = torch.randn(64, 50, 32, dtype=torch.bfloat16)
+    assert drop(xb).dtype == torch.bfloat16 and drop(xb).shape == xb.shape
+
+
+def test_fast_dropout_follows_the_torch_seed_and_backpropagates_the_mask():
+    drop = FastDropout(0.3).train()
+    x = torch.randn(40, 70, requires_grad=True)
+    torch.manual_seed(1)
+    a = drop(x)
+    torch.manual_seed(1)
+    b = drop(x)
+    torch.manual_seed(2)
+    assert torch.equal(a, b) and not torch.equal(a, drop(x))
+    a.sum().backward()
+    assert torch.allclose(x.grad, a.detach() / x.detach())      # d(x * m)/dx = m
+    assert torch.equal(drop.eval()(x), x) and torch.equal(FastDropout(0.0).train()(x), x)
+
+
+def test_dropout_impl_swaps_every_dropout_module(tiny_encoder):
+    fast, _ = build_model(tiny_encoder, "mean", "mlp", 0.2, "fast")
+    plain, _ = build_model(tiny_encoder, "mean", "mlp", 0.2, "torch")
+    n = sum(type(m) is torch.nn.Dropout for m in plain.modules())
+    assert n > 0 and sum(type(m) is FastDropout for m in fast.modules()) == n
+    assert not any(type(m) is torch.nn.Dropout for m in fast.modules())
+    assert {m.p for m in fast.modules() if isinstance(m, FastDropout)} == {0.2}
+    assert fast.state_dict().keys() == plain.state_dict().keys()
 
 
 def test_losses():

@@ -8,28 +8,51 @@ import torch
 from mtlib.data import TASKS
 from mtlib.models import build_model
 from mtlib.pipelines import run
-from mtlib.train import FlatGrads
+from mtlib.surgery import combine
+from mtlib.train import TaskGrads
 
 
-def test_flat_buffer_rows_are_each_tasks_own_gradient(tiny_encoder):
-    """Backward into views of the T x P buffer gives exactly torch.autograd.grad of each task's loss."""
+def _full_gradients(model, shared, batches):
+    """Each task's gradient over all shared parameters (T x P), by plain torch.autograd.grad."""
+    rows = []
+    for task, enc, y in batches:
+        grads = torch.autograd.grad(model.loss(task, model(task, dict(enc)), y), shared, allow_unused=True)
+        dense = [torch.zeros_like(p) if g is None else g.to_dense() if g.is_sparse else g for g, p in zip(grads, shared)]
+        rows.append(torch.cat([g.flatten() for g in dense]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("method", ["sum", "pcgrad"])
+def test_task_grads_match_autograd_and_combine_like_the_full_matrix(tiny_encoder, method):
+    """Dense rows + touched embedding rows are each task's exact gradient; the combined .grad of every shared
+    parameter (word embeddings included) equals surgery.combine on the full T x P matrix, step after step."""
     model, tok = build_model(tiny_encoder, "mean", "mlp", 0.0)
     shared = model.shared_parameters()
-    flat = FlatGrads(shared, 2)
-    inputs = [tok(["a good film", "bad"], padding=True, return_tensors="pt"),
-              tok(["x", "y z", "x", "w"], padding=True, return_tensors="pt")]
-    tasks, labels = ["sst", "sts"], [torch.tensor([3, 0]), torch.tensor([1.0, 4.0])]
-    expected = []
-    for task, enc, y in zip(tasks, inputs, labels):
-        loss = model.loss(task, model(task, dict(enc)), y)
-        grads = torch.autograd.grad(loss, shared, allow_unused=True)
-        expected.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, shared)]))
-    for t, (task, enc, y) in enumerate(zip(tasks, inputs, labels)):
-        flat.point_grads_at(flat.buffer[t])
-        model.loss(task, model(task, dict(enc)), y).backward()
-    assert torch.allclose(flat.buffer[0], expected[0], atol=1e-6)
-    assert torch.allclose(flat.buffer[1], expected[1], atol=1e-6)
-    assert not torch.allclose(flat.buffer[0], flat.buffer[1])
+    emb = model.encoder.get_input_embeddings()
+    grads = TaskGrads(shared, 2, emb)
+    assert emb.sparse and len(grads.params) == len(shared) - 1
+    steps = [[("sst", tok(["a good film", "bad"], padding=True, return_tensors="pt"), torch.tensor([3, 0])),
+              ("sts", tok(["x", "y z", "x", "w"], padding=True, return_tensors="pt"), torch.tensor([1.0, 4.0]))],
+             [("sst", tok(["plain", "fine okay"], padding=True, return_tensors="pt"), torch.tensor([1, 2])),
+              ("sts", tok(["dull", "weak", "flat", "dull"], padding=True, return_tensors="pt"), torch.tensor([0.0, 5.0]))]]
+    for batches in steps:          # the second step touches other embedding rows: last step's must not linger
+        full = _full_gradients(model, shared, batches)
+        expected, expected_stats = combine(full, method, generator=torch.Generator().manual_seed(0))
+        grads.start_step()
+        for t, (task, enc, y) in enumerate(batches):
+            grads.before_backward()
+            model.loss(task, model(task, dict(enc)), y).backward()
+            grads.after_backward(t)
+        dense = torch.stack([torch.cat([r for r, p in zip(row.split([p.numel() for p in shared]), shared)
+                                        if p is not emb.weight]) for row in full])
+        assert torch.allclose(grads.buffer, dense, atol=1e-6)
+        stats = grads.combine(method, "sum", torch.Generator().manual_seed(0))
+        got = torch.cat([p.grad.flatten() for p in shared])
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert torch.allclose(stats.cosine, expected_stats.cosine, atol=1e-5)
+        assert stats.norm_combined == pytest.approx(expected.norm().item(), rel=1e-4)
+    grads.close()
+    assert not emb.sparse
 
 
 def test_multitask_pcgrad_run_writes_metrics_predictions_and_telemetry(tiny_config, tiny_data):
