@@ -1,6 +1,7 @@
 """The shared encoder and the three task heads of the report."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -152,6 +153,14 @@ def pick_device(cfg: Config) -> torch.device:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'")
     return torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def training_attention(device: torch.device):
+    """Context for training forwards. On CPU: PyTorch's math attention backend, because its fused CPU
+    flash-attention kernel (which it picks when dropout is 0) trains slower on these short sequences;
+    with dropout > 0 the math backend is what PyTorch picks anyway. Elsewhere: PyTorch's own choice."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else contextlib.nullcontext()
 
 
 def use_bf16(cfg: Config, device: torch.device) -> bool:

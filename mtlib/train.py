@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import surgery
 from .config import Config
 from .data import Encoded, TaskSampler, collate
-from .models import MultitaskModel, use_bf16
+from .models import MultitaskModel, training_attention, use_bf16
 
 
 class TrainingError(RuntimeError):
@@ -269,7 +269,8 @@ def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, d
     if grads is not None:
         grads.start_step()
     losses = {}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):   # one region: weights cast once a step
+    with training_attention(device), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        # one autocast region for all tasks: each weight is cast to bf16 once a step
         for task in tasks:
             batch = {k: v.to(device, non_blocking=True) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
             losses[task] = model.loss(task, model(task, batch), batch["labels"])

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mtlib.models import EncoderError, FastDropout, build_model, load_encoder
+from mtlib.models import EncoderError, FastDropout, build_model, load_encoder, training_attention
 
 
 def batch(tokenizer, sentences):
@@ -82,6 +82,12 @@ def test_dropout_impl_swaps_every_dropout_module(tiny_encoder):
     assert not any(type(m) is torch.nn.Dropout for m in fast.modules())
     assert {m.p for m in fast.modules() if isinstance(m, FastDropout)} == {0.2}
     assert fast.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_training_attention_is_the_math_backend_on_cpu_only_inside():
+    with training_attention(torch.device("cpu")):
+        assert torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()
 
 
 def test_losses():

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mtlib.surgery import combine
+from mtlib.surgery import combine, gram_matrix, weighted_sum, weights
 
 
 def reference_pcgrad(grads: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -81,3 +81,16 @@ def test_invalid_choices_are_listed():
         combine(torch.zeros(2, 3), "graddrop")
     with pytest.raises(ValueError, match="sum, mean"):
         combine(torch.zeros(2, 3), "pcgrad", "max")
+
+
+def test_column_blocks_give_the_same_gram_weights_and_update():
+    """G split into column blocks (as the training loop keeps the embedding rows apart) changes nothing."""
+    g = torch.randn(3, 11, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.allclose(gram_matrix([g[:, :4], g[:, 4:]]), g @ g.T)
+    w, stats = weights(gram_matrix([g[:, :4], g[:, 4:]]), "pcgrad", generator=torch.Generator().manual_seed(0))
+    update = torch.cat([weighted_sum(g[:, :4], w), weighted_sum(g[:, 4:], w)])
+    expected, _ = combine(g, "pcgrad", generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(update, expected) and stats.norm_combined == pytest.approx(expected.norm().item())
+    out = torch.empty(11, dtype=torch.float64)
+    assert weighted_sum(g, torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), out=out) is out
+    assert torch.allclose(out, g[0] - 2 * g[1] + 0.5 * g[2])
