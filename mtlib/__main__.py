@@ -8,7 +8,7 @@ import sys
 USAGE = """usage:
   python -m mtlib run [key=value ...]     e.g. pipeline=novel profile=cpu dropout=0 seed=0 out_dir=runs/x
   python -m mtlib download [--dest DIR] [--force]
-  python -m mtlib report [--runs reports/runs] [--out reports/results.md]"""
+  python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--reports DIR]] [--runs DIR] [--out FILE]"""
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -45,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
             for path in download(dest, force=args.force):
                 print(path)
         elif command == "report":
-            from .report import main as report_main
-            report_main(rest)
+            from .report import ReportError, main as report_main
+            try:
+                report_main(rest)
+            except ReportError as err:
+                print(f"mtlib: error: {err}", file=sys.stderr)
+                return 2
         else:
             print(f"mtlib: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
             return 2

@@ -34,7 +34,7 @@ PAPER = {
 # (notebook, papermill parameters, run label) executed by `make report`, in order.
 PLAN = (
     ("01_baseline", {}, "01_baseline"),
-    ("02_gradient_surgery", {"baseline_dir": "reports/runs/01_baseline/baseline"}, "02_gradient_surgery"),
+    ("02_gradient_surgery", {"baseline_dir": "runs/01_baseline/baseline"}, "02_gradient_surgery"),
     ("03_cosine_similarity", {}, "03_cosine_similarity"),
     ("04_cs_gs", {}, "04_cs_gs"),
     ("04_cs_gs", {"dropout": 0}, "04_cs_gs-no-dropout"),
@@ -264,22 +264,35 @@ def write_results(runs_dir="reports/runs", out="reports/results.md") -> Path:
     return path
 
 
-def execute(profile: str | None = None, only: list[str] | None = None) -> float:
-    """Run the notebooks of PLAN with papermill into reports/notebooks/; returns the wall time (s)."""
+class ReportError(RuntimeError):
+    """A notebook failed under papermill, or an unknown run label was asked for."""
+
+
+def execute(profile: str | None = None, only: list[str] | None = None, reports_dir: str | Path = "reports") -> float:
+    """Run the notebooks of PLAN with papermill into <reports_dir>/notebooks/ (runs and figures beside them);
+    returns the wall time (s)."""
     import papermill as pm
-    start = time.time()
-    (ROOT / "reports" / "notebooks").mkdir(parents=True, exist_ok=True)
+    labels = [label for _, _, label in PLAN]
+    unknown = sorted(set(only or []) - set(labels))
+    if unknown:
+        raise ReportError(f"unknown run label(s) {', '.join(unknown)}; valid: {', '.join(labels)}")
+    start, reports = time.time(), Path(reports_dir)       # relative paths are taken from the repository root
+    at_root(reports / "notebooks").mkdir(parents=True, exist_ok=True)
     for notebook, params, label in PLAN:
         if only and label not in only:
             continue
-        params = {**params, "out_dir": f"reports/runs/{label}", "figures_dir": "reports/figures",
-                  "figure_prefix": label, "progress": False,
-                  **({"profile": profile} if profile else {})}
-        t0 = time.time()
-        print(f"papermill notebooks/{notebook}.ipynb -> reports/notebooks/{label}.ipynb {params}", flush=True)
-        pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"),
-                            str(ROOT / "reports" / "notebooks" / f"{label}.ipynb"),
-                            parameters=params, cwd=str(ROOT), progress_bar=False)
+        params = {**{k: str(reports / v) if k.endswith("_dir") else v for k, v in params.items()},   # PLAN's *_dir: in reports
+                  "out_dir": str(reports / "runs" / label), "figures_dir": str(reports / "figures"),
+                  "figure_prefix": label, "progress": False, **({"profile": profile} if profile else {})}
+        t0, executed = time.time(), reports / "notebooks" / f"{label}.ipynb"
+        print(f"papermill notebooks/{notebook}.ipynb -> {executed} {params}", flush=True)
+        try:
+            pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(at_root(executed)),
+                                parameters=params, cwd=str(ROOT), progress_bar=False)
+        except pm.PapermillExecutionError as err:
+            raise ReportError(f"notebooks/{notebook}.ipynb (run {label}) failed in cell [{err.exec_count}]: "
+                              f"{err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''}; the full traceback "
+                              f"is in {executed}") from None
         print(f"  done in {(time.time() - t0) / 60:.1f} min", flush=True)
     return time.time() - start
 
@@ -289,10 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--execute", action="store_true", help="run the notebooks with papermill first")
     ap.add_argument("--profile", default=None, help="smoke, cpu or paper (default: $MTLIB_PROFILE, else auto)")
     ap.add_argument("--only", nargs="*", help="run labels to execute (default: all)")
+    ap.add_argument("--reports", default="reports", help="where --execute writes notebooks/, runs/, figures/")
     ap.add_argument("--runs", default="reports/runs")
     ap.add_argument("--out", default="reports/results.md")
     args = ap.parse_args(argv)
     if args.execute:
-        wall = execute(args.profile, args.only)
+        wall = execute(args.profile, args.only, args.reports)
         print(f"notebooks executed in {wall / 60:.1f} min")
     print(write_results(args.runs, args.out))

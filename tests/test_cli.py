@@ -52,3 +52,19 @@ def test_run_prints_and_writes_metrics(tmp_path, tiny_data, tiny_encoder):
     assert f"overall={metrics['overall']:.3f}" in r.stdout
     assert metrics["config"]["dropout"] == 0.0
     assert len(list((tmp_path / "out" / "predictions").glob("*-output.csv"))) == 6
+
+
+def test_report_unknown_label_lists_the_valid_ones():
+    r = mtlib("report", "--execute", "--only", "06_magic")
+    assert r.returncode == 2 and "unknown run label(s) 06_magic; valid: 01_baseline" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_report_names_the_failing_notebook_and_its_error(tmp_path):
+    """A notebook that fails under papermill: one line naming notebook, cell and error, not papermill's traceback."""
+    r = mtlib("report", "--execute", "--profile", "smoke", "--only", "01_baseline", "--reports", str(tmp_path / "rep"),
+              env={"MTLIB_DATA_DIR": str(tmp_path / "nodata")})
+    assert r.returncode == 2, r.stderr
+    assert "notebooks/01_baseline.ipynb (run 01_baseline) failed in cell" in r.stderr
+    assert "DataError" in r.stderr and "mtlib download" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "rep" / "notebooks" / "01_baseline.ipynb").exists()
