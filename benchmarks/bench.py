@@ -81,7 +81,7 @@ class FastLoop:
     def __init__(self, model, data, cfg, device):
         self.model, self.data, self.cfg, self.device = model, data, cfg, device
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=True)
-        self.grads = TaskGrads(model.shared_parameters(), len(D.TASKS), model.encoder.get_input_embeddings())
+        self.grads = TaskGrads.for_model(model, len(D.TASKS))
         self.bf16 = use_bf16(cfg, device)
 
     def run(self, steps: int, combine: str, seed: int) -> tuple[float, int, list[float]]:

@@ -69,15 +69,12 @@ class FastDropout(nn.Dropout):
         return x * mask
 
 
-def use_fast_dropout(module: nn.Module) -> int:
-    """Swap every nn.Dropout inside `module` for FastDropout with the same p; returns how many were swapped."""
-    swapped = 0
+def use_fast_dropout(module: nn.Module) -> None:
+    """Swap every nn.Dropout inside `module` for FastDropout with the same p."""
     for parent in list(module.modules()):
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
                 setattr(parent, name, FastDropout(child.p, child.inplace))
-                swapped += 1
-    return swapped
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:

@@ -155,10 +155,6 @@ def encode_splits(cfg: Config, splits: dict[str, dict[str, D.Split]], tokenizer)
             for task, by_split in splits.items()}
 
 
-def load_data(cfg: Config, tokenizer) -> dict[str, dict[str, D.Encoded]]:
-    return encode_splits(cfg, load_splits(cfg), tokenizer)
-
-
 def prepare_out_dir(out_dir: str) -> Path:
     out = Path(out_dir)
     try:

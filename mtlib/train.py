@@ -89,11 +89,16 @@ class TaskGrads:
         device = params[0].device if params else "cpu"
         self.buffer = torch.zeros(n_tasks, sum(self.sizes), device=device)
         self.combined = torch.zeros(sum(self.sizes), device=device)
-        self.sparse: list[torch.Tensor | None] = []
+        self.sparse: list[torch.Tensor] = []               # this step's coalesced embedding gradients
         if self.embedding is not None:
             self._was_sparse, self.embedding.sparse = self.embedding.sparse, True
             self.embedding_grad = torch.zeros_like(self.embedding.weight)   # dense, for the optimizer
             self._rows = torch.zeros(0, dtype=torch.long, device=device)     # rows written last step
+
+    @classmethod
+    def for_model(cls, model: MultitaskModel, n_tasks: int) -> "TaskGrads":
+        """For the shared encoder of `model`, its input embedding (if an nn.Embedding) kept sparse."""
+        return cls(model.shared_parameters(), n_tasks, model.encoder.get_input_embeddings())
 
     def point_grads_at(self, flat: torch.Tensor) -> None:
         """Make every dense parameter's .grad a view into `flat` (e.g. the combined update)."""
@@ -114,21 +119,17 @@ class TaskGrads:
         torch.cat([p.grad.flatten() if p.grad is not None else p.new_zeros(p.numel()) for p in self.params],
                   out=self.buffer[task])
         if self.embedding is not None:
-            self.sparse.append(self.embedding.weight.grad)
-            self.embedding.weight.grad = None
+            w = self.embedding.weight
+            g = w.grad if w.grad is not None else torch.sparse_coo_tensor(size=w.shape, device=w.device)
+            self.sparse.append(g.coalesce())                   # coalesce: one entry per touched row
+            w.grad = None
 
     def touched_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows U, T x U x H): the word-embedding rows any task touched and each task's gradient on them."""
-        w = self.embedding.weight
-        idx, vals = [], []
-        for g in self.sparse:
-            g = g.coalesce() if g is not None else None       # coalesce: one entry per row
-            idx.append(g.indices()[0] if g is not None else torch.zeros(0, dtype=torch.long, device=w.device))
-            vals.append(g.values() if g is not None else w.new_zeros(0, w.shape[1]))
-        rows, where = torch.cat(idx).unique(return_inverse=True)
-        block = w.new_zeros(len(idx), len(rows), w.shape[1])
-        for t, (pos, v) in enumerate(zip(where.split([len(i) for i in idx]), vals)):
-            block[t, pos] = v
+        rows, where = torch.cat([g.indices()[0] for g in self.sparse]).unique(return_inverse=True)
+        block = self.embedding.weight.new_zeros(len(self.sparse), len(rows), self.embedding.weight.shape[1])
+        for t, (pos, g) in enumerate(zip(where.split([g.indices().shape[1] for g in self.sparse]), self.sparse)):
+            block[t, pos] = g.values()
         return rows, block
 
     def combine(self, method: str, reduction: str, generator: torch.Generator) -> surgery.SurgeryStats:
@@ -201,8 +202,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     trainable = [p for p in model.parameters() if p.requires_grad]
     fused = device.type in ("cuda", "cpu") and all(p.dtype == torch.float32 for p in trainable)
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    shared = [] if stage.freeze_encoder else model.shared_parameters()
-    grads = TaskGrads(shared, len(tasks), model.encoder.get_input_embeddings()) if shared else None
+    grads = None if stage.freeze_encoder else TaskGrads.for_model(model, len(tasks))
     generator = torch.Generator().manual_seed(cfg.seed)
     samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [cfg.seed, i], bucket=cfg.bucket)
                 for i, t in enumerate(tasks)}

@@ -88,11 +88,11 @@ def test_novel_pipeline_stages(tiny_config):
 
 
 def test_frozen_stage_leaves_the_encoder_untouched(tiny_config, tiny_data):
-    from mtlib.pipelines import load_data, make_config
+    from mtlib.pipelines import encode_splits, load_splits, make_config
     from mtlib.train import JsonlLog, Stage, train_stage
     cfg = make_config(tiny_config)
     model, tok = build_model(cfg.encoder, "mean", "mlp", 0.0)
-    data = load_data(cfg, tok)
+    data = encode_splits(cfg, load_splits(cfg), tok)
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     heads_before = model.heads["sst"][1].weight.clone()
     out = Path(cfg.out_dir)
