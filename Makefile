@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PROFILE ?= cpu
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run test report bench parity data clean strip
+.PHONY: setup run test report bench parity sweep profile data clean strip
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
@@ -31,6 +31,9 @@ test: setup  ## unit tests + every notebook under nbval (smoke profile)
 
 report: setup  ## execute the five notebooks with papermill, then reports/results.md and figures
 	$(PY) -m mtlib report --execute --profile $(PROFILE)
+
+sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
+	$(PY) -m mtlib sweep
 
 bench: setup  ## training/eval speed, one process, interleaved -> reports/performance.md
 	$(PY) benchmarks/bench.py

@@ -8,7 +8,8 @@ import sys
 USAGE = """usage:
   python -m mtlib run [key=value ...]     e.g. pipeline=novel profile=cpu dropout=0 seed=0 out_dir=runs/x
   python -m mtlib download [--dest DIR] [--force]
-  python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--reports DIR]] [--runs DIR] [--out FILE]"""
+  python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--reports DIR]] [--runs DIR] [--out FILE]
+  python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)"""
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             dest = args.dest or _default_dest()
             for path in download(dest, force=args.force):
                 print(path)
+        elif command == "sweep":
+            from .report import lr_sweep
+            params = parse_params(rest)
+            lrs = tuple(float(x) for x in params.pop("lrs", "2e-5,5e-5,1e-4").split(","))
+            print(lr_sweep(lrs, **params).round(3).to_string(index=False))
         elif command == "report":
             from .report import ReportError, main as report_main
             try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,17 @@ def predict(model, enc: Encoded, cfg, device: torch.device) -> np.ndarray:
     return out
 
 
+class ConstantPredictionWarning(UserWarning):
+    """A model predicted the same STS score for every pair: its Pearson r is undefined (NaN)."""
+
+
 def score(task: str, labels: np.ndarray, preds: np.ndarray) -> float:
     if task == "sts":
         if np.std(preds) == 0 or np.std(labels) == 0:
-            return 0.0          # a constant prediction has no correlation (pearsonr would return nan)
+            warnings.warn(f"STS: {'the predictions are' if np.std(preds) == 0 else 'the labels are'} constant "
+                          f"({len(preds)} pairs), so Pearson r is undefined: reported as NaN", ConstantPredictionWarning,
+                          stacklevel=2)
+            return float("nan")
         return float(pearsonr(labels, preds).statistic)
     return float(accuracy_score(labels, preds.astype(np.int64)))
 

@@ -116,15 +116,22 @@ class MultitaskModel(nn.Module):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits (sst: B x 5, para: B) or scores (sts: B) for one task's batch."""
+        # both sentences of a pair go through the encoder in one call (rows: all first sentences, then all second)
+        return self.head(task, self.embed(batch["input_ids"], batch["attention_mask"]))
+
+    def head(self, task: str, e: torch.Tensor) -> torch.Tensor:
+        """The task's head on pooled embeddings: B x H for sst; 2B x H for pairs (u rows first, then v rows)."""
         if task == "sst":
-            return self.heads["sst"](self.embed(batch["input_ids"], batch["attention_mask"])).float()
-        # both sentences of a pair go through the encoder in one call
-        n = batch["input_ids"].shape[0] // 2
-        e = self.embed(batch["input_ids"], batch["attention_mask"])
+            return self.heads["sst"](e).float()
+        n = e.shape[0] // 2
         u, v = e[:n], e[n:]
         if task == "sts" and self.sts_head_kind == "cosine":
             return self.heads["sts"](u, v)
         return self.heads[task](torch.cat([u, v], dim=-1)).float().squeeze(-1)
+
+    def head_trains(self, task: str) -> bool:
+        """Whether the task's head has parameters (the cosine STS head has none)."""
+        return any(True for _ in self.heads[task].parameters())
 
     @staticmethod
     def loss(task: str, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

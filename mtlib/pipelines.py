@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import platform
 import random
+import shutil
+import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,74 +35,29 @@ def make_config(cfg: Config | dict | None = None, **params: Any) -> Config:
 
 
 def run(cfg: Config | dict | None = None, **params: Any) -> dict:
-    """Run `cfg.pipeline`; write metrics.json, metrics.jsonl, predictions/ and checkpoints to out_dir."""
+    """Run `cfg.pipeline`; write metrics.json, metrics.jsonl, predictions/ and checkpoints to out_dir.
+
+    With resume=true: a finished run whose config matches is loaded, not trained again; an interrupted one goes on
+    from its checkpoint. Otherwise the folder's previous outputs are removed first, so nothing stale survives.
+    """
     cfg = make_config(cfg, **params)
     start = time.time()
-    out = prepare_out_dir(cfg.out_dir)
+    out = RunDir(cfg)
+    if cfg.resume and out.complete():
+        print(f"[{cfg.pipeline}] {out.path} is already complete with this config; loaded, not trained again")
+        return out.metrics()
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
     model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl)
     model.to(device)
     data = encode_splits(cfg, splits, tokenizer)
-    ckpt_file = out / "checkpoints" / "resume.pt"
-    saved = resume_state(cfg, out, ckpt_file) if cfg.resume else None
-    if cfg.resume and saved is None and (out / "metrics.json").exists():
-        print(f"[{cfg.pipeline}] {out} is already complete; nothing to resume")
-        return json.loads((out / "metrics.json").read_text())
-    if saved is None:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    else:
-        with open(out / "metrics.jsonl", "r+b") as f:      # drop what was logged after the checkpoint
-            f.truncate(saved["log_bytes"])
-    log = JsonlLog(out / "metrics.jsonl")
-    checkpointer = Checkpointer(ckpt_file, cfg.checkpoint_every, log)
-    checkpointer.completed = saved["completed"] if saved else []
-    done = {r["name"]: r for r in checkpointer.completed}
-    pending = {"rng": saved["rng"] if saved else None, "current": saved["current"] if saved else None}
-
-    def dev_eval(m, tasks):
-        return evaluate(m, {t: data[t]["dev"] for t in tasks}, cfg, device)
-
-    def train(stage: Stage) -> StageResult:
-        path = out / "checkpoints" / f"{stage.name}.safetensors"
-        if stage.name in done:                               # finished before the interruption
-            load_checkpoint(model, path)
-            return StageResult(**done[stage.name])
-        if pending["rng"] is not None:
-            set_rng_state(pending["rng"])
-        current = pending["current"] if pending["current"] and pending["current"]["stage"] == stage.name else None
-        pending.update(rng=None, current=None)
-        r = train_stage(model, data, cfg, stage, device, log, path, dev_eval, checkpointer, current)
-        checkpointer.completed.append(vars(r).copy())
-        checkpointer.save()
-        print(f"[{stage.name}] best epoch {r.best_epoch}: {fmt(r.best)}  ({r.wall_s:.0f}s)")
-        return r
-
-    results: list[StageResult] = []
-    if cfg.pipeline == "multitask":
-        results.append(train(Stage("multitask", D.TASKS, cfg.epochs)))
-    else:
-        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        singles = {}
-        for task in D.TASKS:
-            model.load_state_dict(initial)
-            results.append(train(Stage(f"single_{task}", (task,), cfg.single_task_epochs)))
-            singles[task] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(merge_single_task_states(singles))
-        past_merge = "multitask" in done or (pending["current"] or {}).get("stage") == "multitask"
-        if not past_merge:                                   # (a resumed run logged it already)
-            merged = dev_eval(model, D.TASKS)
-            log.write(type="epoch", stage="merged", epoch=0, **merged)
-            print(f"[merged] {fmt(merged)}")
-        del singles, initial
-        results.append(train(Stage("multitask", D.TASKS, cfg.epochs)))
-        results.append(train(Stage("frozen", D.TASKS, cfg.frozen_epochs, freeze_encoder=True)))
-    log.close()
+    stages = Stages(cfg, out, model, data, device)
+    results = PIPELINES[cfg.pipeline](stages)
+    stages.log.close()
 
     final = results[-1]
-    write_predictions(model, {(t, s): data[t][s] for t in D.TASKS for s in ("dev", "test")}, cfg, device, out)
+    write_predictions(model, {(t, s): data[t][s] for t in D.TASKS for s in ("dev", "test")}, cfg, device, out.path)
     metrics = {
         **final.best,
         "final_stage": final.name,
@@ -113,29 +70,147 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "encoder_path": resolve_encoder(cfg.encoder),
         "data_dir": str(D.resolve_data_dir(cfg.data_dir)),
         "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
-                     "python": platform.python_version()},
+                     "python": platform.python_version(), "mtlib": git_commit()},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(time.time() - start, 1),
+        "resumed": stages.resumed,                  # wall_s then counts only the process that finished the run
         "note": QUORA_NOTE,
     }
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    ckpt_file.unlink(missing_ok=True)
-    print(f"[{cfg.pipeline}] dev {fmt(final.best)}  wall {metrics['wall_s']:.0f}s  -> {out / 'metrics.json'}")
+    out.finish(metrics)
+    print(f"[{cfg.pipeline}] dev {fmt(final.best)}  wall {metrics['wall_s']:.0f}s  -> {out.path / 'metrics.json'}")
     return metrics
+
+
+def multitask(stages: "Stages") -> list[StageResult]:
+    """Rungs 1-4: one multitask stage (`combine` x `sts_head`)."""
+    return [stages.train(Stage("multitask", D.TASKS, stages.cfg.epochs))]
+
+
+def novel(stages: "Stages") -> list[StageResult]:
+    """Rung 5: three single-task models from the same weights -> their encoders averaged (each head from its own
+    model) -> multitask -> the heads alone on a frozen encoder. An epoch count of 0 skips its stage."""
+    cfg, model, results = stages.cfg, stages.model, []
+    if cfg.single_task_epochs:
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        singles = {}
+        for task in D.TASKS:
+            model.load_state_dict(initial)
+            results.append(stages.train(Stage(f"single_{task}", (task,), cfg.single_task_epochs)))
+            singles[task] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(merge_single_task_states(singles))
+        del singles, initial
+        stages.log_merged()
+    results.append(stages.train(Stage("multitask", D.TASKS, cfg.epochs)))
+    if cfg.frozen_epochs:
+        results.append(stages.train(Stage("frozen", D.TASKS, cfg.frozen_epochs, freeze_encoder=True)))
+    return results
+
+
+PIPELINES = {"multitask": multitask, "novel": novel}
+
+
+class RunDir:
+    """A run's out_dir: config.json, metrics.jsonl, checkpoints/, predictions/ and, once finished, metrics.json."""
+
+    OUTPUTS = ("metrics.json", "metrics.jsonl", "config.json", "checkpoints", "predictions")
+
+    def __init__(self, cfg: Config):
+        self.cfg, self.path = cfg, prepare_out_dir(cfg.out_dir)
+        self.resume_file = self.path / "checkpoints" / "resume.pt"
+
+    def complete(self) -> bool:
+        """A finished run of this same config (the keys that change no result aside)."""
+        if not (self.path / "metrics.json").exists():
+            return False
+        return not changed_keys(self.metrics()["config"], self.cfg.to_dict())
+
+    def metrics(self) -> dict:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    def saved_state(self) -> dict | None:
+        """The resume checkpoint to go on from (config checked), or None after clearing the folder for a new run."""
+        saved = resume_state(self.cfg, self.path, self.resume_file) if self.cfg.resume else None
+        if saved is None:
+            self.clear()
+            atomic_write_text(self.path / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
+        else:
+            with open(self.path / "metrics.jsonl", "r+b") as f:      # drop what was logged after the checkpoint
+                f.truncate(saved["log_bytes"])
+        return saved
+
+    def clear(self) -> None:
+        """Remove a previous run's outputs, so that a crash of this one can never leave them to be read as its own."""
+        for name in self.OUTPUTS:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+
+    def finish(self, metrics: dict) -> None:
+        atomic_write_text(self.path / "metrics.json", json.dumps(metrics, indent=2))
+        self.resume_file.unlink(missing_ok=True)
+
+
+class Stages:
+    """Trains a pipeline's stages in order into one run folder, skipping those an interrupted run had finished
+    and going on mid-stage from the resume checkpoint."""
+
+    def __init__(self, cfg: Config, out: RunDir, model, data, device):
+        self.cfg, self.out, self.model, self.data, self.device = cfg, out, model, data, device
+        saved = out.saved_state()
+        self.log = JsonlLog(out.path / "metrics.jsonl")
+        self.checkpointer = Checkpointer(out.resume_file, cfg.checkpoint_every, self.log)
+        self.checkpointer.completed = saved["completed"] if saved else []
+        self.done = {r["name"]: r for r in self.checkpointer.completed}
+        self.pending_rng = saved["rng"] if saved else None
+        self.current = saved["current"] if saved else None
+        self.resumed = saved is not None
+
+    def dev_eval(self, model, tasks) -> dict:
+        return evaluate(model, {t: self.data[t]["dev"] for t in tasks}, self.cfg, self.device)
+
+    def train(self, stage: Stage) -> StageResult:
+        path = self.out.path / "checkpoints" / f"{stage.name}.safetensors"
+        if stage.name in self.done:                          # finished before the interruption
+            load_checkpoint(self.model, path)
+            return StageResult(**self.done[stage.name])
+        if self.pending_rng is not None:
+            set_rng_state(self.pending_rng)
+        current = self.current if self.current and self.current["stage"] == stage.name else None
+        self.pending_rng = self.current = None
+        r = train_stage(self.model, self.data, self.cfg, stage, self.device, self.log, path, self.dev_eval,
+                        self.checkpointer, current)
+        self.checkpointer.completed.append(vars(r).copy())
+        self.checkpointer.save()
+        print(f"[{stage.name}] best epoch {r.best_epoch}: {fmt(r.best)}  ({r.wall_s:.0f}s)")
+        return r
+
+    def log_merged(self) -> None:
+        """Dev metrics of the averaged model before any multitask step (a resumed run logged them already)."""
+        if "multitask" in self.done or (self.current or {}).get("stage") == "multitask":
+            return
+        merged = self.dev_eval(self.model, D.TASKS)
+        self.log.write(type="epoch", stage="merged", epoch=0, **merged)
+        print(f"[merged] {fmt(merged)}")
 
 
 RESUME_IGNORES = ("resume", "progress", "out_dir", "data_dir", "checkpoint_every", "eval_batch_size")
 
 
+def changed_keys(before: dict, now: dict) -> list[str]:
+    """Config keys whose values differ, leaving out those that change no result."""
+    return [k for k in now if k not in RESUME_IGNORES and before.get(k) != now[k]]
+
+
 def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     """The saved state to go on from, after checking the run's config matches the one saved."""
     if not ckpt_file.exists():
-        if not (out / "metrics.json").exists():
-            print(f"[{cfg.pipeline}] resume: no checkpoint in {out}; starting from the beginning")
+        print(f"[{cfg.pipeline}] resume: no checkpoint in {out}; starting from the beginning")
         return None
     before = json.loads((out / "config.json").read_text())
     now = cfg.to_dict()
-    changed = [k for k in now if k not in RESUME_IGNORES and before.get(k) != now[k]]
+    changed = changed_keys(before, now)
     if changed:
         raise ValueError(f"resume: the run in {out} used different " + ", ".join(
             f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
@@ -180,6 +255,19 @@ def device_name(device: torch.device) -> str:
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
         else platform.processor()
     return f"cpu: {model}, {torch.get_num_threads()} threads"
+
+
+def git_commit() -> str:
+    """The mtlib source's git commit (with '+changes' when the tree differs from it), or 'unknown'."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "mtlib"], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("+changes" if dirty else "")) if sha else "unknown"
 
 
 def fmt(metrics: dict) -> str:

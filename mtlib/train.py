@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import surgery
 from .config import Config
-from .data import Encoded, TaskSampler, collate
+from .data import Encoded, TaskSampler, collate, eval_batches
 from .models import MultitaskModel, training_attention, use_bf16
 
 
@@ -47,6 +47,7 @@ class StageResult:
     best: dict
     history: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+    seconds: dict = field(default_factory=dict)     # outside the steps: eval, checkpoint, log, features
 
 
 class JsonlLog:
@@ -153,6 +154,41 @@ class TaskGrads:
             self.embedding.sparse = self._was_sparse
 
 
+class FrozenFeatures:
+    """Pooled encoder outputs of every training row, computed once for a stage whose encoder is frozen.
+
+    Such a stage treats the encoder as a fixed feature extractor: in eval mode (no dropout inside it, whatever
+    `dropout` is), so its output for a row cannot change during the stage, and one pass over the training data
+    replaces an encoder forward per step. The heads keep their own dropout. A task whose head has no parameters
+    (the cosine STS head) has nothing to train there and is left out of the stage's steps.
+    """
+
+    def __init__(self, model: MultitaskModel, data: dict[str, dict[str, Encoded]], tasks: tuple[str, ...],
+                 cfg: Config, device: torch.device):
+        self.tasks = tuple(t for t in tasks if model.head_trains(t))
+        self.features: dict[str, torch.Tensor] = {}
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg, device)):
+            for task in self.tasks:
+                enc = data[task]["train"]
+                k = len(enc.tokens[0])                      # sentences per row
+                out = None
+                for rows in eval_batches(enc, cfg.eval_batch_size):
+                    batch = collate(enc, rows)
+                    e = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+                    if out is None:
+                        out = torch.empty(k, len(enc), e.shape[-1], device=device)
+                    out[:, torch.from_numpy(rows).to(device)] = e.view(k, len(rows), -1)
+                self.features[task] = out
+        model.train(was_training)
+
+    def batch(self, task: str, rows: np.ndarray) -> torch.Tensor:
+        """The rows' pooled embeddings in the layout `model.head` takes (pairs: all u rows, then all v rows)."""
+        f = self.features[task]
+        return f[:, torch.from_numpy(rows).to(f.device)].reshape(-1, f.shape[-1])
+
+
 def rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -202,7 +238,9 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     trainable = [p for p in model.parameters() if p.requires_grad]
     fused = device.type in ("cuda", "cpu") and all(p.dtype == torch.float32 for p in trainable)
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    grads = None if stage.freeze_encoder else TaskGrads.for_model(model, len(tasks))
+    # per-task gradient rows only where there is something to combine: several tasks and a trainable encoder
+    # (one task's gradient is its own update, so a single-task stage backpropagates straight into .grad)
+    grads = TaskGrads.for_model(model, len(tasks)) if len(tasks) > 1 and not stage.freeze_encoder else None
     generator = torch.Generator().manual_seed(cfg.seed)
     samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [cfg.seed, i], bucket=cfg.bucket)
                 for i, t in enumerate(tasks)}
@@ -220,12 +258,21 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
         result = StageResult(**resume["result"])
         first_epoch, first_step = resume["epoch"], resume["step"]
 
+    spent = result.seconds          # seconds outside the steps (evaluation, checkpoints, logging), for the profile
+    for key in ("eval", "checkpoint", "log", "features"):
+        spent.setdefault(key, 0.0)
+    t0 = time.perf_counter()
+    features = FrozenFeatures(model, data, tasks, cfg, device) if stage.freeze_encoder else None
+    spent["features"] += time.perf_counter() - t0
+
     def snapshot(epoch: int, step: int) -> None:
         if checkpointer is not None:
+            t0 = time.perf_counter()
             checkpointer.save({"stage": stage.name, "epoch": epoch, "step": step, "model": model.state_dict(),
                                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                                "samplers": {t: s.state_dict() for t, s in samplers.items()},
                                "result": vars(result).copy()})
+            spent["checkpoint"] += time.perf_counter() - t0
 
     try:
         for epoch in range(first_epoch, stage.epochs + 1):
@@ -235,18 +282,24 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                            disable=not cfg.progress, leave=False)
                 for step in bar:
                     record = train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, device, bf16,
-                                        stage.name, epoch, step, checkpointer)
+                                        stage.name, epoch, step, checkpointer, features)
+                    t0 = time.perf_counter()
                     log.write(**record)
                     bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
+                    spent["log"] += time.perf_counter() - t0
                     if checkpointer is not None and checkpointer.every and (step + 1) % checkpointer.every == 0 \
                             and step + 1 < steps:
                         snapshot(epoch, step + 1)
+                t0 = time.perf_counter()
                 metrics = evaluate(model, tasks)
+                spent["eval"] += time.perf_counter() - t0
                 log.write(type="epoch", stage=stage.name, epoch=epoch, **metrics)
                 result.history.append({"epoch": epoch, **metrics})
-                if result.best_epoch < 0 or metrics["overall"] > result.best["overall"]:
+                if result.best_epoch < 0 or better(metrics["overall"], result.best["overall"]):
                     result.best_epoch, result.best = epoch, metrics
+                    t0 = time.perf_counter()
                     save_checkpoint(model, ckpt_path)
+                    spent["checkpoint"] += time.perf_counter() - t0
                 snapshot(epoch, steps)           # epoch done: resuming from here starts the next epoch
             first_step = 0
     finally:
@@ -259,12 +312,18 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     return result
 
 
+def better(new: float, best: float) -> bool:
+    """Is `new` a better dev score than `best`? A NaN (undefined STS r) is worse than any number."""
+    return (not math.isnan(new)) and (math.isnan(best) or new > best)
+
+
 def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, device, bf16, stage, epoch, step,
-               checkpointer) -> dict:
+               checkpointer, features: "FrozenFeatures | None" = None) -> dict:
     """One step: a batch per task, all forwards in one autocast region, then each task's backward into its own
-    gradient rows, combine, AdamW."""
+    gradient rows, combine, AdamW. The record carries the step's seconds per phase (t_data, t_forward,
+    t_backward, t_surgery: gradient copy + Gram + combine, t_optimizer), the profile `make profile` reads back."""
     record = {"type": "step", "stage": stage, "epoch": epoch, "step": step}
-    step_start = time.perf_counter()
+    clock = PhaseClock()
     optimizer.zero_grad(set_to_none=True)
     if grads is not None:
         grads.start_step()
@@ -272,8 +331,16 @@ def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, d
     with training_attention(device), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         # one autocast region for all tasks: each weight is cast to bf16 once a step
         for task in tasks:
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
-            losses[task] = model.loss(task, model(task, batch), batch["labels"])
+            if features is None:
+                batch = {k: v.to(device, non_blocking=True) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
+                clock.lap("data")
+                losses[task] = model.loss(task, model(task, batch), batch["labels"])
+            elif task in features.tasks:            # frozen encoder: its cached outputs go straight to the head
+                rows = next(samplers[task])
+                labels = torch.from_numpy(data[task]["train"].labels[rows]).to(device)
+                clock.lap("data")
+                losses[task] = model.loss(task, model.head(task, features.batch(task, rows)), labels)
+            clock.lap("forward")
     for t_idx, (task, loss) in enumerate(losses.items()):
         if not torch.isfinite(loss):
             last = f"the last good checkpoint is {checkpointer.path}" if checkpointer and checkpointer.path.exists() \
@@ -284,14 +351,38 @@ def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, d
             grads.before_backward()
         if loss.requires_grad:        # a frozen encoder + the cosine head leave nothing to train
             loss.backward()           # the graphs share only the cached bf16 weight casts, which save no tensors
+        clock.lap("backward")
         if grads is not None:
             grads.after_backward(t_idx)
         record[f"loss_{task}"] = loss.item()
+        clock.lap("surgery")
     if grads is not None:
         record.update(stats_record(tasks, grads.combine(cfg.combine, cfg.reduction, generator)))
+        clock.lap("surgery")
     optimizer.step()
-    record["step_s"] = round(time.perf_counter() - step_start, 4)
+    clock.lap("optimizer")
+    record["step_s"] = round(clock.total(), 4)
+    record.update(clock.record())
     return record
+
+
+class PhaseClock:
+    """Seconds spent per named phase, accumulated lap by lap (time.perf_counter)."""
+
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+        self.spent: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.spent[phase] = self.spent.get(phase, 0.0) + now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        return self.last - self.start
+
+    def record(self) -> dict[str, float]:
+        return {f"t_{k}": round(v, 4) for k, v in self.spent.items()}
 
 
 def stats_record(tasks: tuple[str, ...], stats: surgery.SurgeryStats) -> dict:
