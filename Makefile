@@ -10,6 +10,7 @@ export MTLIB_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.csv),$(SHARED_DATA),$(
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 PROFILE ?= cpu
+SEEDS ?= 0 1 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
 .PHONY: setup run test report bench parity sweep profile data clean strip
@@ -29,8 +30,8 @@ run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 4 min
 test: setup  ## unit tests + every notebook under nbval (smoke profile)
 	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q
 
-report: setup  ## execute the five notebooks with papermill, then reports/results.md and figures
-	$(PY) -m mtlib report --execute --profile $(PROFILE)
+report: setup  ## every notebook for every seed (SEEDS="0 1 2") with papermill, then reports/results.md; resumes
+	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS)
 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
 	$(PY) -m mtlib sweep

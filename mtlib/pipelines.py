@@ -63,6 +63,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "final_stage": final.name,
         "best_epoch": final.best_epoch,
         "stages": [vars(r) for r in results],
+        "majority": majority_class(data),
         "config": cfg.to_dict(),
         "device": device_name(device),
         "precision": "bf16-autocast" if use_bf16(cfg, device) else "fp32",
@@ -215,6 +216,16 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
         raise ValueError(f"resume: the run in {out} used different " + ", ".join(
             f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
     return Checkpointer(ckpt_file, 0, None).load()
+
+
+def majority_class(data: dict[str, dict[str, D.Encoded]]) -> dict[str, float]:
+    """Dev accuracy of always answering the most common training label (SST, Quora): what a model that learned
+    nothing scores."""
+    out = {}
+    for task, metric in (("sst", "sst_acc"), ("para", "para_acc")):
+        labels = data[task]["train"].labels
+        out[metric] = float(np.mean(data[task]["dev"].labels == np.bincount(labels.astype(np.int64)).argmax()))
+    return out
 
 
 def load_splits(cfg: Config) -> dict[str, dict[str, D.Split]]:

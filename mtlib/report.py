@@ -31,26 +31,49 @@ PAPER = {
     "Novel: CS + GS": (0.517, 0.814, 0.762, 0.698),
     "Novel: CS + GS, no dropout": (0.528, 0.821, 0.776, 0.708),
 }
-# (notebook, papermill parameters, run label) executed by `make report`, in order.
+# (notebook, papermill parameters, run label) executed by `make report` for every seed, in order. "{seed}" in a
+# parameter is the seed's folder. The last one is claim (e'): CS+GS without dropout for as many encoder-training
+# steps as the novel pipeline takes on the cpu profile (534 + 700 + 378 single-task + 700 multitask = 2,312).
 PLAN = (
     ("01_baseline", {}, "01_baseline"),
-    ("02_gradient_surgery", {"baseline_dir": "runs/01_baseline/baseline"}, "02_gradient_surgery"),
+    ("02_gradient_surgery", {"baseline_dir": "runs/01_baseline/{seed}/baseline"}, "02_gradient_surgery"),
     ("03_cosine_similarity", {}, "03_cosine_similarity"),
     ("04_cs_gs", {}, "04_cs_gs"),
     ("04_cs_gs", {"dropout": 0}, "04_cs_gs-no-dropout"),
     ("05_novel", {}, "05_novel"),
     ("05_novel", {"dropout": 0}, "05_novel-no-dropout"),
+    ("04_cs_gs", {"dropout": 0, "epochs": 3, "steps_per_epoch": 771}, "04_cs_gs-no-dropout-novel-steps"),
 )
-# results.md rows: (table, row name, run folder under reports/runs)
+SEEDS = (0, 1, 2)
+# results.md rows: (table, row name, run label, run folder inside <label>/seed<k>/)
 ROWS = (
-    (1, "Baseline", "01_baseline/baseline"),
-    (1, "Gradient Surgery (GS)", "02_gradient_surgery/pcgrad_sum"),
-    (1, "GS, mean reduction (not in the report)", "02_gradient_surgery/pcgrad_mean"),
-    (1, "Cosine Similarity (CS)", "03_cosine_similarity/cs"),
-    (1, "CS + GS", "04_cs_gs/cs_gs"),
-    (1, "CS + GS, no dropout", "04_cs_gs-no-dropout/cs_gs"),
-    (2, "Novel: CS + GS", "05_novel/novel"),
-    (2, "Novel: CS + GS, no dropout", "05_novel-no-dropout/novel"),
+    (1, "Baseline", "01_baseline", "baseline"),
+    (1, "Gradient Surgery (GS)", "02_gradient_surgery", "pcgrad_sum"),
+    (1, "GS, mean reduction (not in the report)", "02_gradient_surgery", "pcgrad_mean"),
+    (1, "Cosine Similarity (CS)", "03_cosine_similarity", "cs"),
+    (1, "CS + GS", "04_cs_gs", "cs_gs"),
+    (1, "CS + GS, no dropout", "04_cs_gs-no-dropout", "cs_gs"),
+    (1, "CS + GS, no dropout, novel's step count (not in the report)", "04_cs_gs-no-dropout-novel-steps", "cs_gs"),
+    (2, "Novel: CS + GS", "05_novel", "novel"),
+    (2, "Novel: CS + GS, no dropout", "05_novel-no-dropout", "novel"),
+)
+# The report's claims, each a paired difference (row a - row b, same seeds) of one metric, and the sign claimed:
+# +1 (a is higher), -1 (a is lower), 0 (they differ).
+CLAIMS = (
+    ("a", "GS on the baseline hurts STS", "Gradient Surgery (GS)", "Baseline", "sts_pearson", -1),
+    ("b", "the cosine head helps STS", "Cosine Similarity (CS)", "Baseline", "sts_pearson", +1),
+    ("b", "the cosine head helps the mean", "Cosine Similarity (CS)", "Baseline", "overall", +1),
+    ("c", "CS+GS beats CS", "CS + GS", "Cosine Similarity (CS)", "overall", +1),
+    ("d", "no dropout beats dropout 0.1 (CS+GS)", "CS + GS, no dropout", "CS + GS", "overall", +1),
+    ("d", "no dropout beats dropout 0.1 (novel)", "Novel: CS + GS, no dropout", "Novel: CS + GS", "overall", +1),
+    ("e", "novel beats CS+GS (dropout 0.1)", "Novel: CS + GS", "CS + GS", "overall", +1),
+    ("e", "novel beats CS+GS (no dropout)", "Novel: CS + GS, no dropout", "CS + GS, no dropout", "overall", +1),
+    ("e'", "novel beats CS+GS at an equal step count (no dropout)", "Novel: CS + GS, no dropout",
+     "CS + GS, no dropout, novel's step count (not in the report)", "overall", +1),
+    ("f", "PCGrad's mean reduction changes STS (vs sum)", "GS, mean reduction (not in the report)",
+     "Gradient Surgery (GS)", "sts_pearson", 0),
+    ("f", "PCGrad's mean reduction changes the mean (vs sum)", "GS, mean reduction (not in the report)",
+     "Gradient Surgery (GS)", "overall", 0),
 )
 
 
@@ -207,37 +230,108 @@ def pcgrad_conclusion(findings: dict, runs: dict[str, dict], frames: dict[str, p
 
 
 # ------------------------------------------------------------------ results.md
+def seed_runs(runs_dir: str | Path, label: str, sub: str) -> dict[int, dict]:
+    """{seed: metrics.json} of the finished runs of one row (<runs_dir>/<label>/seed<k>/<sub>/metrics.json)."""
+    found = {}
+    for path in (at_root(runs_dir) / label).glob(f"seed*/{sub}/metrics.json"):
+        found[int(path.parent.parent.name.removeprefix("seed"))] = json.loads(path.read_text())
+    return dict(sorted(found.items()))
+
+
+def interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a `level` t-interval (n-1 degrees of freedom) of the values; NaN bounds when n < 2."""
+    import numpy as np
+    from scipy import stats
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float(x.mean()) if len(x) else float("nan"), float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def verdict(lo: float, hi: float, sign: int) -> str:
+    """From a paired difference's interval: `holds`, `reversed` or `not resolved` (sign 0: the claim is 'differs')."""
+    if lo != lo or hi != hi:                 # NaN: fewer than two seeds
+        return "not resolved (n < 2)"
+    excludes_zero = lo > 0 or hi < 0
+    if sign == 0:
+        return "holds" if excludes_zero else "not resolved"
+    if not excludes_zero:
+        return "not resolved"
+    return "holds" if (lo > 0) == (sign > 0) else "reversed"
+
+
+def claims_table(rows: dict[str, dict[int, dict]]) -> pd.DataFrame:
+    """Every claim of CLAIMS as a paired difference over the seeds both rows have, with its 95% interval and verdict."""
+    out = []
+    for tag, text, a, b, metric, sign in CLAIMS:
+        seeds = sorted(set(rows.get(a, {})) & set(rows.get(b, {})))
+        diffs = [rows[a][k][metric] - rows[b][k][metric] for k in seeds]
+        mean, lo, hi = interval(diffs)
+        out.append({"claim": f"({tag}) {text}", "metric": metric, "difference": f"{a} − {b}", "n": len(seeds),
+                    "mean": mean, "lo": lo, "hi": hi,
+                    "verdict": verdict(lo, hi, sign) if seeds else "not run"})
+    return pd.DataFrame(out)
+
+
+def _mean_std(values: list[float]) -> str:
+    import numpy as np
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
 def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
-    """The report's two dev tables, ours beside theirs, generated from the runs' metrics.json."""
-    runs_dir = at_root(runs_dir)
+    """The report's two dev tables, ours (mean ± std over seeds) beside theirs, and the claims table, generated
+    from the runs' metrics.json."""
+    rows = {name: seed_runs(runs_dir, label, sub) for _, name, label, sub in ROWS}
     lines = ["# Results (generated by `make report`; do not edit)", "",
-             "Dev-set numbers. Ours come from `reports/runs/*/metrics.json` (best dev epoch of the final stage);",
-             "the report's are Chada & Jolly's tables (section 5.4). `overall` is the mean of the three metrics, "
-             "as in the report.", ""]
+             "Dev-set numbers. Ours: mean ± standard deviation over the seeds that finished (n), each the best dev "
+             "epoch of the run's final stage (`reports/runs/<notebook>/seed<k>/*/metrics.json`). The report's: Chada "
+             "& Jolly's tables (section 5.4). `overall` is the mean of the three metrics, as in the report.", ""]
+    majority = next((m["majority"] for r in rows.values() for m in r.values() if "majority" in m), None)
+    if majority:
+        lines += [f"Read every row against the majority class on dev: always answering the most common training "
+                  f"label scores SST {majority['sst_acc']:.3f} and Quora {majority['para_acc']:.3f}.", ""]
     meta = []
     for table, title in ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)")):
         lines += [f"## {title}", "",
-                  "| model | SST acc | Quora acc | STS r | overall | report SST | report Quora | report STS "
-                  "| report overall | best epoch | wall (min) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for t, name, folder in ROWS:
+                  "| model | SST acc | Quora acc | STS r | overall | n | report SST | report Quora | report STS "
+                  "| report overall | wall (min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for t, name, label, sub in ROWS:
             if t != table:
                 continue
-            path = runs_dir / folder / "metrics.json"
-            if not path.exists():
-                lines.append(f"| {name} | not run | | | | " + " | ".join(_paper(name)) + " | | |")
+            runs = rows[name]
+            if not runs:
+                lines.append(f"| {name} | not run | | | | 0 | " + " | ".join(_paper(name)) + " | |")
                 continue
-            m = json.loads(path.read_text())
-            ours = [f"{m[k]:.3f}" for k in METRICS]
-            lines.append(f"| {name} | " + " | ".join(ours) + " | " + " | ".join(_paper(name))
-                         + f" | {m['final_stage']} {m['best_epoch']} | {m['wall_s'] / 60:.1f} |")
-            c = m["config"]
-            meta.append(f"| {name} | `{folder}/metrics.json` | {m['device']} | {m['precision']} | {m['encoder']} "
-                        f"| {c['profile']} | {c['seed']} | {c['dropout']} | {c['lr']} | {c['batch_size']} "
-                        f"| {c['steps_per_epoch'] or 'full'} | {m['finished_at']} |")
+            ours = [_mean_std([m[k] for m in runs.values()]) for k in METRICS]
+            wall = sum(m["wall_s"] for m in runs.values()) / len(runs) / 60
+            lines.append(f"| {name} | " + " | ".join(ours) + f" | {len(runs)} | " + " | ".join(_paper(name))
+                         + f" | {wall:.1f} |")
+            for seed, m in runs.items():
+                c = m["config"]
+                meta.append(f"| {name} | {seed} | `{label}/seed{seed}/{sub}` | {m['device']} | {m['precision']} "
+                            f"| {m['encoder']} | {c['profile']} | {c['dropout']} | {c['lr']} | {c['batch_size']} "
+                            f"| {c['epochs']} × {c['steps_per_epoch'] or 'full'} "
+                            f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f} | {m['finished_at']} |")
         lines.append("")
-    lines += ["## Runs", "", "| model | metrics | device | precision | encoder | profile | seed | dropout | lr "
-              "| batch | steps/epoch | finished |", "|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
+    claims = claims_table(rows)
+    lines += ["## The report's claims, tested", "",
+              "Each claim is a paired difference over the seeds both rows share (same seed: same data order and "
+              "initial heads), with its mean and a 95% t-interval (n − 1 degrees of freedom). **holds**: the interval "
+              "excludes zero on the claimed side; **reversed**: it excludes zero on the other side; **not resolved**: "
+              "it contains zero (or n < 2).", "",
+              "| claim | metric | difference | n | mean | 95% interval | verdict |", "|---|---|---|---|---|---|---|"]
+    for r in claims.itertuples():
+        ci = "" if r.lo != r.lo else f"[{r.lo:+.3f}, {r.hi:+.3f}]"
+        mean = "" if r.mean != r.mean else f"{r.mean:+.3f}"
+        lines.append(f"| {r.claim} | {r.metric} | {r.difference} | {r.n} | {mean} | {ci} | {r.verdict} |")
+    lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
+              "| epochs × steps | mtlib commit | wall (min) | finished |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
               "## Caveats", "",
               "- **Quora is not the official split.** The shared data's Quora train/dev/test files are a split of the "
               "official `quora-dev.csv` (20,214 pairs), so Quora numbers are not comparable with the report's, which "
@@ -245,9 +339,9 @@ def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
               "- **The encoder saw Quora.** The default encoder, all-MiniLM-L6-v2, was pre-trained on sentence pairs "
               "that include Quora duplicate questions, so its Quora (and likely STS) numbers are optimistic. The "
               "report fine-tuned BERT-base.",
-              "- **Schedule.** The `cpu` profile keeps the report's hyper-parameters (lr 1e-5, batch 16, 1+3+1 "
-              "epochs) but caps every epoch at `steps_per_epoch` steps so that all runs fit on 2 CPU cores; the "
-              "`paper` profile runs full epochs.",
+              "- **Schedule.** The `cpu` profile (mtlib/config.py says why each value) trains one epoch capped at 700 "
+              "steps at the learning rate `make sweep` chose on dev (reports/lr-sweep.md); the report trained 3 "
+              "full epochs at 1e-5 (the `paper` profile).",
               "- The report's tables label the Quora column 'Correl' and STS 'Acc'; the metrics are Quora accuracy "
               "and STS Pearson r, as here.", ""]
     return "\n".join(lines)
@@ -268,9 +362,15 @@ class ReportError(RuntimeError):
     """A notebook failed under papermill, or an unknown run label was asked for."""
 
 
-def execute(profile: str | None = None, only: list[str] | None = None, reports_dir: str | Path = "reports") -> float:
-    """Run the notebooks of PLAN with papermill into <reports_dir>/notebooks/ (runs and figures beside them);
-    returns the wall time (s)."""
+def execute(profile: str | None = None, only: list[str] | None = None, reports_dir: str | Path = "reports",
+            seeds: tuple[int, ...] = SEEDS) -> float:
+    """Run the notebooks of PLAN with papermill, seed by seed, into <reports_dir>/notebooks/<label>-seed<k>.ipynb
+    and <reports_dir>/runs/<label>/seed<k>/; returns the wall time (s).
+
+    Runs are resumed: a finished run of the same config is loaded, a killed one goes on from its checkpoint, so
+    an interrupted `make report` loses at most the steps since the last checkpoint. Figures of the first seed go
+    to <reports_dir>/figures; the other seeds' beside their runs.
+    """
     import papermill as pm
     labels = [label for _, _, label in PLAN]
     unknown = sorted(set(only or []) - set(labels))
@@ -278,22 +378,26 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
         raise ReportError(f"unknown run label(s) {', '.join(unknown)}; valid: {', '.join(labels)}")
     start, reports = time.time(), Path(reports_dir)       # relative paths are taken from the repository root
     at_root(reports / "notebooks").mkdir(parents=True, exist_ok=True)
-    for notebook, params, label in PLAN:
-        if only and label not in only:
-            continue
-        params = {**{k: str(reports / v) if k.endswith("_dir") else v for k, v in params.items()},   # PLAN's *_dir: in reports
-                  "out_dir": str(reports / "runs" / label), "figures_dir": str(reports / "figures"),
-                  "figure_prefix": label, "progress": False, **({"profile": profile} if profile else {})}
-        t0, executed = time.time(), reports / "notebooks" / f"{label}.ipynb"
-        print(f"papermill notebooks/{notebook}.ipynb -> {executed} {params}", flush=True)
-        try:
-            pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(at_root(executed)),
-                                parameters=params, cwd=str(ROOT), progress_bar=False)
-        except pm.PapermillExecutionError as err:
-            raise ReportError(f"notebooks/{notebook}.ipynb (run {label}) failed in cell [{err.exec_count}]: "
-                              f"{err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''}; the full traceback "
-                              f"is in {executed}") from None
-        print(f"  done in {(time.time() - t0) / 60:.1f} min", flush=True)
+    for seed in seeds:
+        for notebook, params, label in PLAN:
+            if only and label not in only:
+                continue
+            folder = reports / "runs" / label / f"seed{seed}"
+            params = {**{k: str(reports / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
+                         for k, v in params.items()},                  # PLAN's *_dir: in reports
+                      "out_dir": str(folder), "seed": seed, "resume": True, "progress": False,
+                      "figures_dir": str(reports / "figures" if seed == seeds[0] else folder / "figures"),
+                      "figure_prefix": label, **({"profile": profile} if profile else {})}
+            t0, executed = time.time(), reports / "notebooks" / f"{label}-seed{seed}.ipynb"
+            print(f"papermill notebooks/{notebook}.ipynb -> {executed} {params}", flush=True)
+            try:
+                pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(at_root(executed)),
+                                    parameters=params, cwd=str(ROOT), progress_bar=False)
+            except pm.PapermillExecutionError as err:
+                raise ReportError(f"notebooks/{notebook}.ipynb (run {label}, seed {seed}) failed in cell "
+                                  f"[{err.exec_count}]: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''}"
+                                  f"; the full traceback is in {executed}") from None
+            print(f"  done in {(time.time() - t0) / 60:.1f} min", flush=True)
     return time.time() - start
 
 
@@ -302,12 +406,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--execute", action="store_true", help="run the notebooks with papermill first")
     ap.add_argument("--profile", default=None, help="smoke, cpu or paper (default: $MTLIB_PROFILE, else auto)")
     ap.add_argument("--only", nargs="*", help="run labels to execute (default: all)")
+    ap.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), help="seeds to run (default: 0 1 2)")
     ap.add_argument("--reports", default="reports", help="where --execute writes notebooks/, runs/, figures/")
     ap.add_argument("--runs", default="reports/runs")
     ap.add_argument("--out", default="reports/results.md")
     args = ap.parse_args(argv)
     if args.execute:
-        wall = execute(args.profile, args.only, args.reports)
+        wall = execute(args.profile, args.only, args.reports, tuple(args.seeds))
         print(f"notebooks executed in {wall / 60:.1f} min")
     print(write_results(args.runs, args.out))
 

@@ -261,9 +261,11 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     spent = result.seconds          # seconds outside the steps (evaluation, checkpoints, logging), for the profile
     for key in ("eval", "checkpoint", "log", "features"):
         spent.setdefault(key, 0.0)
-    t0 = time.perf_counter()
-    features = FrozenFeatures(model, data, tasks, cfg, device) if stage.freeze_encoder else None
-    spent["features"] += time.perf_counter() - t0
+    features = None
+    if stage.freeze_encoder:
+        t0 = time.perf_counter()
+        features = FrozenFeatures(model, data, tasks, cfg, device)
+        spent["features"] += time.perf_counter() - t0
 
     def snapshot(epoch: int, step: int) -> None:
         if checkpointer is not None:

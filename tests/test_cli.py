@@ -65,6 +65,6 @@ def test_report_names_the_failing_notebook_and_its_error(tmp_path):
     r = mtlib("report", "--execute", "--profile", "smoke", "--only", "01_baseline", "--reports", str(tmp_path / "rep"),
               env={"MTLIB_DATA_DIR": str(tmp_path / "nodata")})
     assert r.returncode == 2, r.stderr
-    assert "notebooks/01_baseline.ipynb (run 01_baseline) failed in cell" in r.stderr
+    assert "notebooks/01_baseline.ipynb (run 01_baseline, seed 0) failed in cell" in r.stderr
     assert "DataError" in r.stderr and "mtlib download" in r.stderr and "Traceback" not in r.stderr
-    assert (tmp_path / "rep" / "notebooks" / "01_baseline.ipynb").exists()
+    assert (tmp_path / "rep" / "notebooks" / "01_baseline-seed0.ipynb").exists()

@@ -108,3 +108,73 @@ def test_same_seed_same_metrics(tiny_config, tmp_path):
     keys = ("sst_acc", "para_acc", "sts_pearson", "overall")
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert [s["history"] for s in a["stages"]] == [s["history"] for s in b["stages"]]
+
+
+def test_frozen_features_are_the_encoder_outputs_in_the_heads_layout(tiny_config):
+    """The cached frozen-stage inputs equal a fresh eval-mode encoder forward, pairs as u rows then v rows, and the
+    head on them gives what the full model gives; the parameter-free cosine STS head is left out."""
+    import numpy as np
+    from mtlib.data import collate
+    from mtlib.pipelines import encode_splits, load_splits, make_config
+    from mtlib.train import FrozenFeatures
+    cfg = make_config(tiny_config, dropout=0.3)
+    model, tok = build_model(cfg.encoder, "mean", "cosine", 0.3)
+    data = encode_splits(cfg, load_splits(cfg), tok)
+    feats = FrozenFeatures(model, data, TASKS, cfg, torch.device("cpu"))
+    assert feats.tasks == ("sst", "para") and model.training      # mode given back
+    model.eval()
+    rows = np.array([5, 0, 17])
+    for task in feats.tasks:
+        batch = collate(data[task]["train"], rows)
+        with torch.no_grad():
+            expected = model.embed(batch["input_ids"], batch["attention_mask"])
+            assert torch.allclose(feats.batch(task, rows), expected, atol=1e-5)
+            assert torch.allclose(model.head(task, feats.batch(task, rows)), model(task, batch), atol=1e-5)
+
+
+def test_step_records_carry_a_profile_that_adds_up(tiny_config):
+    m = run(tiny_config, pipeline="novel", epochs=1)
+    steps = [json.loads(l) for l in open(Path(tiny_config["out_dir"]) / "metrics.jsonl") if '"step"' in l]
+    for r in steps:
+        phases = sum(v for k, v in r.items() if k.startswith("t_"))
+        assert {"t_data", "t_forward", "t_backward", "t_optimizer"} <= set(r)
+        assert phases == pytest.approx(r["step_s"], abs=2e-3)
+    assert all("t_surgery" in r for r in steps if r["stage"] == "multitask")
+    for stage in m["stages"]:
+        assert {"eval", "checkpoint", "log", "features"} <= set(stage["seconds"]) and stage["seconds"]["eval"] > 0
+    assert m["stages"][-1]["seconds"]["features"] > 0 and m["stages"][0]["seconds"]["features"] == 0
+
+
+@pytest.mark.parametrize("single,frozen,names", [(0, 1, ["multitask", "frozen"]),
+                                                 (1, 0, ["single_sst", "single_para", "single_sts", "multitask"])])
+def test_zero_epochs_skips_a_stage(tiny_config, single, frozen, names):
+    m = run(tiny_config, pipeline="novel", epochs=1, single_task_epochs=single, frozen_epochs=frozen)
+    assert [s["name"] for s in m["stages"]] == names and m["final_stage"] == names[-1]
+    merged = [json.loads(l) for l in open(Path(tiny_config["out_dir"]) / "metrics.jsonl") if '"merged"' in l]
+    assert len(merged) == (1 if single else 0)
+
+
+def test_a_new_run_removes_the_previous_outputs_first(tiny_config, monkeypatch):
+    """A rerun that crashes must not leave the old metrics.json (it would reach results.md) or old stage weights."""
+    import mtlib.pipelines as P
+    out = Path(tiny_config["out_dir"])
+    run(tiny_config, pipeline="novel", epochs=1)
+    assert (out / "metrics.json").exists() and (out / "checkpoints" / "frozen.safetensors").exists()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+    monkeypatch.setattr(P, "train_stage", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tiny_config, pipeline="novel", epochs=1, lr=2e-3)
+    assert not (out / "metrics.json").exists() and not (out / "predictions").exists()
+    assert not (out / "checkpoints").exists()
+    assert json.loads((out / "config.json").read_text())["lr"] == 2e-3
+
+
+def test_resume_loads_a_finished_run_only_when_its_config_matches(tiny_config):
+    first = run(tiny_config, resume=True)
+    again = run(tiny_config, resume=True, progress=True)          # progress changes no result
+    assert again["finished_at"] == first["finished_at"]
+    changed = run(tiny_config, resume=True, lr=2e-3)
+    assert changed["config"]["lr"] == 2e-3 and changed["finished_at"] >= first["finished_at"]
+    assert json.loads((Path(tiny_config["out_dir"]) / "metrics.json").read_text())["config"]["lr"] == 2e-3

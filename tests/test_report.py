@@ -1,0 +1,59 @@
+"""results.md from seeds: mean ± std, paired claims with t-intervals and verdicts."""
+import json
+
+import pytest
+from scipy import stats
+
+from mtlib import report
+from mtlib.evaluate import ConstantPredictionWarning, score
+from mtlib.train import better
+
+
+def test_interval_is_the_t_interval():
+    mean, lo, hi = report.interval([1.0, 2.0, 3.0])
+    half = stats.t.ppf(0.975, 2) * 1.0 / 3 ** 0.5
+    assert mean == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert report.interval([0.5])[0] == 0.5 and report.interval([0.5])[1] != report.interval([0.5])[1]
+
+
+@pytest.mark.parametrize("lo,hi,sign,expected", [
+    (0.01, 0.03, +1, "holds"), (0.01, 0.03, -1, "reversed"), (-0.03, -0.01, -1, "holds"),
+    (-0.01, 0.02, +1, "not resolved"), (-0.03, -0.01, 0, "holds"), (-0.01, 0.01, 0, "not resolved"),
+    (float("nan"), float("nan"), +1, "not resolved (n < 2)")])
+def test_verdict(lo, hi, sign, expected):
+    assert report.verdict(lo, hi, sign) == expected
+
+
+def _fake_run(folder, **metrics):
+    folder.mkdir(parents=True)
+    m = {"sst_acc": 0.4, "para_acc": 0.7, "sts_pearson": 0.8, **metrics}
+    m["overall"] = (m["sst_acc"] + m["para_acc"] + m["sts_pearson"]) / 3
+    m.update(final_stage="multitask", best_epoch=1, wall_s=60.0, device="cpu: test", precision="fp32",
+             encoder="all-MiniLM-L6-v2", finished_at="2026-11-28T00:00:00+00:00", versions={"mtlib": "abc"},
+             majority={"sst_acc": 0.26, "para_acc": 0.63},
+             config={"profile": "cpu", "dropout": 0.1, "lr": 5e-5, "batch_size": 16, "epochs": 1,
+                     "steps_per_epoch": 700})
+    (folder / "metrics.json").write_text(json.dumps(m))
+
+
+def test_results_show_mean_std_n_and_paired_claims(tmp_path):
+    for seed, sts_gs in ((0, 0.70), (1, 0.71), (2, 0.69)):
+        _fake_run(tmp_path / "01_baseline" / f"seed{seed}" / "baseline", sts_pearson=0.80 + seed / 100)
+        _fake_run(tmp_path / "02_gradient_surgery" / f"seed{seed}" / "pcgrad_sum", sts_pearson=sts_gs)
+    _fake_run(tmp_path / "03_cosine_similarity" / "seed0" / "cs", sts_pearson=0.9)
+    md = report.results_markdown(tmp_path)
+    base = next(line for line in md.splitlines() if line.startswith("| Baseline |"))
+    assert "0.810 ± 0.010" in base and "| 3 |" in base and "0.494" in base        # ours, n, the report's
+    claim_a = next(line for line in md.splitlines() if line.startswith("| (a) GS on the baseline hurts STS"))
+    assert "| 3 | -0.110 |" in claim_a and claim_a.endswith("| holds |")
+    claim_b = next(line for line in md.splitlines() if line.startswith("| (b) the cosine head helps STS"))
+    assert "| 1 |" in claim_b and "not resolved (n < 2)" in claim_b
+    assert "| (c) CS+GS beats CS | overall |" in md and "not run |" in md
+    assert "SST 0.260 and Quora 0.630" in md and "| Novel: CS + GS | not run |" in md
+
+
+def test_a_constant_sts_prediction_is_nan_with_a_warning_and_never_the_best_epoch():
+    with pytest.warns(ConstantPredictionWarning, match="constant"):
+        r = score("sts", [1.0, 2.0, 3.0], [2.5, 2.5, 2.5])
+    assert r != r
+    assert better(0.1, float("nan")) and not better(float("nan"), 0.1) and not better(0.1, 0.2)
