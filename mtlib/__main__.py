@@ -9,6 +9,7 @@ USAGE = """usage:
   python -m mtlib run [key=value ...]     e.g. pipeline=novel profile=cpu dropout=0 seed=0 out_dir=runs/x
   python -m mtlib download [--dest DIR] [--force]
   python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--reports DIR]] [--runs DIR] [--out FILE]
+  python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md)
   python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)"""
 
 
@@ -45,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
             dest = args.dest or _default_dest()
             for path in download(dest, force=args.force):
                 print(path)
+        elif command == "profile":
+            from .report import ReportError, write_profile
+            try:
+                print(write_profile(rest))
+            except ReportError as err:
+                print(f"mtlib: error: {err}", file=sys.stderr)
+                return 2
         elif command == "sweep":
             from .report import lr_sweep
             params = parse_params(rest)

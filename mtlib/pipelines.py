@@ -20,7 +20,8 @@ from .config import Config
 from .evaluate import atomic_write_text, evaluate, write_predictions
 from .merge import merge_single_task_states
 from .models import build_model, pick_device, resolve_encoder, use_bf16
-from .train import Checkpointer, JsonlLog, Stage, StageResult, load_checkpoint, set_rng_state, train_stage
+from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines, load_checkpoint, set_rng_state,
+                    train_stage)
 
 QUORA_NOTE = ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv "
               "(20,214 pairs), not the official 141k-pair train set; and all-MiniLM-L6-v2 was pre-trained on "
@@ -216,6 +217,20 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
         raise ValueError(f"resume: the run in {out} used different " + ", ".join(
             f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
     return Checkpointer(ckpt_file, 0, None).load()
+
+
+def gradient_noise(out_dir: str | Path, n_batches: int = 4, stage: str = "multitask") -> list[dict]:
+    """Rebuild a finished run's model from its config.json and `<stage>.safetensors`, and measure its task-gradient
+    cosines across tasks and, as a noise floor, within a task on different batches (`train.gradient_cosines`)."""
+    out = Path(out_dir)
+    cfg = Config.from_dict({**json.loads((out / "config.json").read_text()), "progress": False})
+    seed_everything(cfg.seed)
+    device = pick_device(cfg)
+    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl)
+    model.to(device)
+    load_checkpoint(model, out / "checkpoints" / f"{stage}.safetensors")
+    data = {t: {"train": D.encode(split["train"], tokenizer, cfg.max_length)} for t, split in load_splits(cfg).items()}
+    return gradient_cosines(model, data, cfg, device, n_batches, cfg.seed)
 
 
 def majority_class(data: dict[str, dict[str, D.Encoded]]) -> dict[str, float]:

@@ -189,6 +189,37 @@ class FrozenFeatures:
         return f[:, torch.from_numpy(rows).to(f.device)].reshape(-1, f.shape[-1])
 
 
+def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg: Config, device: torch.device,
+                     n_batches: int = 4, seed: int = 0) -> list[dict]:
+    """Cosines between task gradients of the shared encoder, measured on a fixed model: for each of `n_batches`
+    rounds, every task's gradient on a fresh training batch. Rows: (round, task a, task b, cosine) for every pair of
+    gradients of different tasks in a round, and for the same task on two different rounds' batches: the noise
+    floor, i.e. how similar two gradients of one task are when only the batch differs."""
+    model.train()
+    shared = model.shared_parameters()
+    samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [seed, 1000 + i], bucket=cfg.bucket)
+                for i, t in enumerate(data)}
+    grads: dict[tuple[int, str], torch.Tensor] = {}
+    for r in range(n_batches):
+        for task in data:
+            batch = {k: v.to(device) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
+            with training_attention(device), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                             enabled=use_bf16(cfg, device)):
+                loss = model.loss(task, model(task, batch), batch["labels"])
+            g = torch.autograd.grad(loss, shared, allow_unused=True)
+            grads[r, task] = torch.cat([(torch.zeros_like(p) if x is None else x.to_dense() if x.is_sparse else x)
+                                        .flatten().double() for x, p in zip(g, shared)])
+    rows, tasks = [], list(data)
+    for (r1, a), g1 in grads.items():
+        for (r2, b), g2 in grads.items():
+            same_round_pair = r1 == r2 and tasks.index(a) < tasks.index(b)
+            same_task_pair = a == b and r1 < r2
+            if same_round_pair or same_task_pair:
+                cos = float(g1 @ g2 / (g1.norm() * g2.norm()).clamp_min(1e-30))
+                rows.append({"round": r1, "round_b": r2, "task_a": a, "task_b": b, "cosine": cos})
+    return rows
+
+
 def rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -353,11 +384,11 @@ def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, d
             grads.before_backward()
         if loss.requires_grad:        # a frozen encoder + the cosine head leave nothing to train
             loss.backward()           # the graphs share only the cached bf16 weight casts, which save no tensors
+        record[f"loss_{task}"] = loss.item()
         clock.lap("backward")
         if grads is not None:
             grads.after_backward(t_idx)
-        record[f"loss_{task}"] = loss.item()
-        clock.lap("surgery")
+            clock.lap("surgery")
     if grads is not None:
         record.update(stats_record(tasks, grads.combine(cfg.combine, cfg.reduction, generator)))
         clock.lap("surgery")

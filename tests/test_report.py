@@ -57,3 +57,16 @@ def test_a_constant_sts_prediction_is_nan_with_a_warning_and_never_the_best_epoc
         r = score("sts", [1.0, 2.0, 3.0], [2.5, 2.5, 2.5])
     assert r != r
     assert better(0.1, float("nan")) and not better(float("nan"), 0.1) and not better(0.1, 0.2)
+
+
+def test_run_profile_adds_up_to_the_wall_time(tiny_config):
+    from mtlib.pipelines import run
+    m = run(tiny_config, pipeline="novel", epochs=1)
+    t = report.run_profile(tiny_config["out_dir"])
+    assert list(t.index) == [s["name"] for s in m["stages"]] + ["whole run"]
+    parts = list(report.PHASES) + list(report.OUTSIDE) + ["rest"]
+    assert (t[parts].sum(axis=1) - t["wall (s)"]).abs().max() < 1e-6
+    assert t.loc["whole run", "wall (s)"] == m["wall_s"] and t.loc["frozen", "features"] > 0
+    assert t.loc["multitask", "surgery"] > 0 and t.loc["single_sst", "surgery"] == 0
+    md = report.profile_markdown([tiny_config["out_dir"]])
+    assert "| frozen |" in md and "Share of the run's" in md

@@ -178,3 +178,15 @@ def test_resume_loads_a_finished_run_only_when_its_config_matches(tiny_config):
     changed = run(tiny_config, resume=True, lr=2e-3)
     assert changed["config"]["lr"] == 2e-3 and changed["finished_at"] >= first["finished_at"]
     assert json.loads((Path(tiny_config["out_dir"]) / "metrics.json").read_text())["config"]["lr"] == 2e-3
+
+
+def test_gradient_noise_floor_of_a_finished_run(tiny_config):
+    """Cross-task pairs in each round and same-task pairs across rounds, rebuilt from the run's own files."""
+    from mtlib.pipelines import gradient_noise
+    run(tiny_config, combine="pcgrad")
+    rows = gradient_noise(tiny_config["out_dir"], n_batches=2)
+    same = [r for r in rows if r["task_a"] == r["task_b"]]
+    cross = [r for r in rows if r["task_a"] != r["task_b"]]
+    assert len(same) == 3 and len(cross) == 2 * 3
+    assert all(r["round"] < r["round_b"] for r in same) and all(r["round"] == r["round_b"] for r in cross)
+    assert all(-1.0 <= r["cosine"] <= 1.0 for r in rows) and len({round(r["cosine"], 6) for r in rows}) == len(rows)
