@@ -155,31 +155,35 @@ class TaskGrads:
 
 
 class FrozenFeatures:
-    """Pooled encoder outputs of every training row, computed once for a stage whose encoder is frozen.
+    """Pooled encoder outputs of the training rows a frozen-encoder stage will draw, computed once up front.
 
     Such a stage treats the encoder as a fixed feature extractor: in eval mode (no dropout inside it, whatever
-    `dropout` is), so its output for a row cannot change during the stage, and one pass over the training data
-    replaces an encoder forward per step. The heads keep their own dropout. A task whose head has no parameters
-    (the cosine STS head) has nothing to train there and is left out of the stage's steps.
+    `dropout` is), so its output for a row cannot change during the stage. One length-sorted pass in large batches
+    over the rows the stage's batches will hold (`rows`, from peeking at the samplers) replaces an encoder forward
+    per step; rows drawn twice cost nothing the second time. The heads keep their own dropout. A task whose head
+    has no parameters (the cosine STS head) has nothing to train there and is left out of the stage's steps.
     """
 
-    def __init__(self, model: MultitaskModel, data: dict[str, dict[str, Encoded]], tasks: tuple[str, ...],
+    def __init__(self, model: MultitaskModel, data: dict[str, dict[str, Encoded]], rows: dict[str, np.ndarray],
                  cfg: Config, device: torch.device):
-        self.tasks = tuple(t for t in tasks if model.head_trains(t))
+        self.tasks = tuple(t for t in rows if model.head_trains(t))
         self.features: dict[str, torch.Tensor] = {}
         was_training = model.training
         model.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg, device)):
             for task in self.tasks:
                 enc = data[task]["train"]
-                k = len(enc.tokens[0])                      # sentences per row
+                needed = np.unique(rows[task])
+                needed = needed[np.argsort(enc.lengths[needed], kind="stable")]     # little padding per batch
                 out = None
-                for rows in eval_batches(enc, cfg.eval_batch_size):
-                    batch = collate(enc, rows)
+                for start in range(0, len(needed), cfg.eval_batch_size):
+                    chunk = needed[start: start + cfg.eval_batch_size]
+                    batch = collate(enc, chunk)
                     e = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+                    k = e.shape[0] // len(chunk)                                   # sentences per row
                     if out is None:
-                        out = torch.empty(k, len(enc), e.shape[-1], device=device)
-                    out[:, torch.from_numpy(rows).to(device)] = e.view(k, len(rows), -1)
+                        out = torch.zeros(k, len(enc), e.shape[-1], device=device)
+                    out[:, torch.from_numpy(chunk).to(device)] = e.view(k, len(chunk), -1)
                 self.features[task] = out
         model.train(was_training)
 
@@ -187,6 +191,14 @@ class FrozenFeatures:
         """The rows' pooled embeddings in the layout `model.head` takes (pairs: all u rows, then all v rows)."""
         f = self.features[task]
         return f[:, torch.from_numpy(rows).to(f.device)].reshape(-1, f.shape[-1])
+
+
+def upcoming_rows(sampler: TaskSampler, n: int) -> np.ndarray:
+    """The rows of a sampler's next n batches, without moving it."""
+    state = sampler.state_dict()
+    rows = np.concatenate([next(sampler) for _ in range(n)]) if n else np.zeros(0, dtype=np.int64)
+    sampler.load_state_dict(state)
+    return rows
 
 
 def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg: Config, device: torch.device,
@@ -295,7 +307,8 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     features = None
     if stage.freeze_encoder:
         t0 = time.perf_counter()
-        features = FrozenFeatures(model, data, tasks, cfg, device)
+        remaining = (stage.epochs - first_epoch + 1) * steps - first_step
+        features = FrozenFeatures(model, data, {t: upcoming_rows(samplers[t], remaining) for t in tasks}, cfg, device)
         spent["features"] += time.perf_counter() - t0
 
     def snapshot(epoch: int, step: int) -> None:

@@ -9,7 +9,7 @@ from mtlib.data import TASKS
 from mtlib.models import build_model
 from mtlib.pipelines import run
 from mtlib.surgery import combine
-from mtlib.train import TaskGrads
+from mtlib.train import TaskGrads, upcoming_rows
 
 
 def _full_gradients(model, shared, batches):
@@ -120,10 +120,11 @@ def test_frozen_features_are_the_encoder_outputs_in_the_heads_layout(tiny_config
     cfg = make_config(tiny_config, dropout=0.3)
     model, tok = build_model(cfg.encoder, "mean", "cosine", 0.3)
     data = encode_splits(cfg, load_splits(cfg), tok)
-    feats = FrozenFeatures(model, data, TASKS, cfg, torch.device("cpu"))
-    assert feats.tasks == ("sst", "para") and model.training      # mode given back
-    model.eval()
     rows = np.array([5, 0, 17])
+    feats = FrozenFeatures(model, data, {t: np.array([17, 3, 5, 0, 5]) for t in TASKS}, cfg, torch.device("cpu"))
+    assert feats.tasks == ("sst", "para") and model.training      # mode given back
+    assert torch.count_nonzero(feats.features["sst"].abs().sum(-1)) == 4       # only the rows asked for
+    model.eval()
     for task in feats.tasks:
         batch = collate(data[task]["train"], rows)
         with torch.no_grad():
@@ -190,3 +191,16 @@ def test_gradient_noise_floor_of_a_finished_run(tiny_config):
     assert len(same) == 3 and len(cross) == 2 * 3
     assert all(r["round"] < r["round_b"] for r in same) and all(r["round"] == r["round_b"] for r in cross)
     assert all(-1.0 <= r["cosine"] <= 1.0 for r in rows) and len({round(r["cosine"], 6) for r in rows}) == len(rows)
+
+
+def test_upcoming_rows_peeks_without_moving_the_sampler(tiny_config):
+    from mtlib.data import TaskSampler
+    from mtlib.pipelines import encode_splits, load_splits, make_config
+    cfg = make_config(tiny_config)
+    _, tok = build_model(cfg.encoder, "mean", "mlp", 0.0)
+    enc = encode_splits(cfg, load_splits(cfg), tok)["sst"]["train"]
+    a, b = TaskSampler(enc, 8, 0), TaskSampler(enc, 8, 0)
+    rows = upcoming_rows(a, 9)                     # 9 batches of 8: past one pass of 48 rows
+    import numpy as np
+    assert np.array_equal(rows, np.concatenate([next(b) for _ in range(9)]))
+    assert np.array_equal(next(a), next(TaskSampler(enc, 8, 0)))
