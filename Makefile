@@ -36,7 +36,8 @@ report: setup  ## every notebook for every seed (SEEDS="0 1 2") with papermill, 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
 	$(PY) -m mtlib sweep
 
-profile: setup  ## where each finished run's time went (seed 0 of reports/runs) -> reports/profile.md
+profile: setup  ## issue 9's savings measured before/after in one process, and where each finished run's time went -> reports/profile.md
+	$(PY) benchmarks/stages.py
 	$(PY) -m mtlib profile
 
 bench: setup  ## training/eval speed, one process, interleaved -> reports/performance.md

@@ -541,6 +541,30 @@ def write_profile(run_dirs: list[str | Path] | None = None, out: str | Path = "r
         run_dirs = sorted(p.parent for p in at_root("reports/runs").glob("*/seed0/*/metrics.json"))
     if not run_dirs:
         raise ReportError("no finished runs to profile; pass run folders, or run `make report` first")
+    text = profile_markdown(run_dirs)
+    savings = at_root("reports/stage-savings.json")
+    if savings.exists():
+        text += "\n" + savings_markdown(json.loads(savings.read_text()))
     path = at_root(out)
-    atomic_write_text(path, profile_markdown(run_dirs))
+    atomic_write_text(path, text)
     return path
+
+
+def savings_markdown(r: dict) -> str:
+    """Issue 9's changes, before and after, measured in one process by benchmarks/stages.py."""
+    n, f, s, c = r["stage_steps"], r["frozen"], r["single_task"], r["checkpoint"]
+    old_frozen, new_frozen = n * f["old_step_s"], f["features_s"] + n * f["new_step_s"]
+    rows = [("frozen stage (heads on a frozen encoder)", f"{f['old_step_s']:.3f} s/step",
+             f"{f['features_s']:.0f} s once + {f['new_step_s']:.4f} s/step", old_frozen, new_frozen),
+            ("single-task Quora step", f"{s['old_step_s']:.3f} s/step", f"{s['new_step_s']:.3f} s/step",
+             n * s["old_step_s"], n * s["new_step_s"]),
+            (f"resume checkpoints ({c['bytes'] / 1e6:.0f} MB each, {c['save_s']:.2f} s)",
+             f"{c['saves_old']} saves (every 50)", f"{c['saves_new']} saves (every 250)",
+             c["saves_old"] * c["save_s"], c["saves_new"] * c["save_s"])]
+    lines = ["## Before and after (benchmarks/stages.py, one process, interleaved)", "",
+             f"{r['device']}, {r['precision']}, mtlib {r['mtlib']}, measured {r['measured']}; medians of {r['reps']} "
+             f"repetitions of {r['steps']} steps on the same batches; projected to a {n}-step stage.", "",
+             f"| what | before | after | {n} steps before (s) | after (s) | saved |", "|---|---|---|---|---|---|"]
+    for what, before, after, t_old, t_new in rows:
+        lines.append(f"| {what} | {before} | {after} | {t_old:.0f} | {t_new:.0f} | {1 - t_new / t_old:.0%} |")
+    return "\n".join(lines) + "\n"
