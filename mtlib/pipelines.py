@@ -2,6 +2,7 @@
 (`combine` x `sts_head`); `novel` is rung 5: single-task x3 -> average -> multitask -> frozen encoder."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import random
@@ -201,8 +202,10 @@ RESUME_IGNORES = ("resume", "progress", "out_dir", "data_dir", "checkpoint_every
 
 
 def changed_keys(before: dict, now: dict) -> list[str]:
-    """Config keys whose values differ, leaving out those that change no result."""
-    return [k for k in now if k not in RESUME_IGNORES and before.get(k) != now[k]]
+    """Config keys whose values differ, leaving out those that change no result. A key the earlier run's config
+    lacks (a knob added since) counts as that knob's default, which keeps the old behaviour."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    return [k for k in now if k not in RESUME_IGNORES and before.get(k, defaults.get(k)) != now[k]]
 
 
 def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:

@@ -204,3 +204,10 @@ def test_upcoming_rows_peeks_without_moving_the_sampler(tiny_config):
     import numpy as np
     assert np.array_equal(rows, np.concatenate([next(b) for _ in range(9)]))
     assert np.array_equal(next(a), next(TaskSampler(enc, 8, 0)))
+
+
+def test_a_knob_added_after_a_run_counts_as_its_default():
+    from mtlib.pipelines import changed_keys
+    now = {"lr": 1e-3, "dropout": 0.1, "reduction": "sum"}
+    assert changed_keys({"lr": 1e-3, "dropout": 0.1}, now) == []               # reduction: default "sum"
+    assert changed_keys({"lr": 1e-3, "dropout": 0.1}, {**now, "reduction": "mean"}) == ["reduction"]
