@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import surgery
 from .config import Config
-from .data import Encoded, TaskSampler, collate, eval_batches
+from .data import Encoded, TaskSampler, collate
 from .models import MultitaskModel, training_attention, use_bf16
 
 
@@ -308,7 +308,8 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     if stage.freeze_encoder:
         t0 = time.perf_counter()
         remaining = (stage.epochs - first_epoch + 1) * steps - first_step
-        features = FrozenFeatures(model, data, {t: upcoming_rows(samplers[t], remaining) for t in tasks}, cfg, device)
+        features = FrozenFeatures(model, data, {t: upcoming_rows(samplers[t], remaining) for t in tasks
+                                                if model.head_trains(t)}, cfg, device)
         spent["features"] += time.perf_counter() - t0
 
     def snapshot(epoch: int, step: int) -> None:
