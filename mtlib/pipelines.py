@@ -40,7 +40,8 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
-    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl)
+    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl,
+                                   cfg.para_head, cfg.sts_features, cfg.sts_loss)
     model.to(device)
     data = encode_splits(cfg, splits, tokenizer)
     ckpt_file = out / "checkpoints" / "resume.pt"
@@ -88,7 +89,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
             model.load_state_dict(initial)
             results.append(train(Stage(f"single_{task}", (task,), cfg.single_task_epochs)))
             singles[task] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(merge_single_task_states(singles))
+        model.load_state_dict(merge_single_task_states(singles, initial, cfg.merge, cfg.merge_lambda, cfg.merge_density))
         past_merge = "multitask" in done or (pending["current"] or {}).get("stage") == "multitask"
         if not past_merge:                                   # (a resumed run logged it already)
             merged = dev_eval(model, D.TASKS)
