@@ -180,7 +180,8 @@ class MultitaskModel(nn.Module):
     def predict(self, task: str, output: torch.Tensor) -> torch.Tensor:
         """Class ids (sst, para) or the STS score. With the cosine head the score is 5 * ReLU(cos) whatever
         the loss, as in the report and the leaderboard's 0-5 format. Pearson r ignores the scale but not the
-        ReLU: pairs with cos < 0 all score 0 (CoSENT does not push cosines above 0, MSE on the score does)."""
+        ReLU: pairs with cos < 0 all score 0. CoSENT only ranks the cosines, so dissimilar pairs may sit below
+        0 and their order is then lost to the metric; Pearson on the raw cosine would keep it."""
         if task == "sst":
             return output.argmax(-1)
         if task == "para":
