@@ -22,6 +22,11 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
     "dropout_impl": ("fast", "torch"),
+    "para_head": ("concat", "sbert"),
+    "sts_features": ("concat", "sbert"),
+    "sts_loss": ("mse", "cosent"),
+    "schedule": ("constant", "linear"),
+    "merge": ("uniform", "task_arithmetic", "ties"),
 }
 
 # The report's schedule is `paper`, unchanged: lr 1e-5, batch 16, 3 multitask epochs (one batch of every task per
@@ -59,13 +64,21 @@ class Config:
     sts_head: Optional[str] = None         # None -> `mlp` for multitask, `cosine` for novel
     combine: Optional[str] = None          # None -> `sum` for multitask, `pcgrad` for novel
     reduction: str = "sum"                 # PCGrad: sum (Yu et al.) or mean of the projected gradients
+    para_head: str = "concat"              # paraphrase MLP input: concat [u; v] (report) or sbert [u; v; |u-v|; u*v]
+    sts_features: str = "concat"           # the same choice for sts_head=mlp's input
+    sts_loss: str = "mse"                  # sts_head=cosine: mse on 5*ReLU(cos) (report) or cosent (Su 2022) on cos
     dropout: float = 0.1
     lr: Optional[float] = None
+    schedule: str = "constant"             # lr per stage: constant (report) or linear warm-up then linear decay to 0
+    warmup: float = 0.1                    # schedule=linear: warm-up steps as a fraction of the stage's steps
     weight_decay: float = 0.0
     batch_size: Optional[int] = None
     epochs: Optional[int] = None           # multitask epochs (unfrozen)
     single_task_epochs: Optional[int] = None  # `novel` stage 1 (0: skip it, the encoders are not averaged)
     frozen_epochs: Optional[int] = None       # `novel` last stage, encoder frozen (0: skip it)
+    merge: str = "uniform"                 # `novel` merge of the single-task encoders: uniform (report), task_arithmetic, ties
+    merge_lambda: float = 1.0              # task_arithmetic, ties: theta0 + merge_lambda * merged task vector
+    merge_density: float = 0.2             # ties: fraction of each task vector's entries kept (top by magnitude, per tensor)
     steps_per_epoch: Optional[int] = None  # cap; None = ceil(largest train set / batch_size)
     max_length: Optional[int] = None
     max_train: Optional[int] = None        # first N rows of each train split (None = all)
@@ -102,6 +115,15 @@ class Config:
                 setattr(self, name, value)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} is not valid; use a value in [0, 1)")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"warmup={self.warmup} is not valid; use a fraction of the stage's steps in [0, 1)")
+        if not 0.0 < self.merge_density <= 1.0:
+            raise ConfigError(f"merge_density={self.merge_density} is not valid; use a fraction in (0, 1]")
+        if self.sts_loss == "cosent" and self.sts_head != "cosine":
+            raise ConfigError(f"sts_loss=cosent ranks cosine similarities; it needs sts_head=cosine (now {self.sts_head})")
+        if self.sts_features == "sbert" and self.sts_head != "mlp":
+            raise ConfigError(f"sts_features=sbert is the input of the MLP STS head; it needs sts_head=mlp "
+                              f"(now {self.sts_head})")
         for name in ("lr", "batch_size", "epochs", "max_length", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} is not valid; it must be > 0")

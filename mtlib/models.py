@@ -83,24 +83,72 @@ def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:
                          nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
 
 
+def pair_features(u: torch.Tensor, v: torch.Tensor, kind: str = "concat") -> torch.Tensor:
+    """A pair head's input: `concat` [u; v] (the report's) or `sbert` [u; v; |u - v|; u * v]: Sentence-BERT's
+    classification features (Reimers & Gurevych 2019) with InferSent's u * v (sentence-transformers'
+    SoftmaxLoss with concatenation_sent_multiplication=True)."""
+    if kind == "sbert":
+        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+    return torch.cat([u, v], dim=-1)
+
+
 class CosineHead(nn.Module):
-    """STS score = 5 * ReLU(cos(u, v)); no parameters."""
+    """cos(u, v), no parameters. The STS score is `sts_score(cos)` = 5 * ReLU(cos); the model's STS output
+    is the raw cosine so that a loss can use either (MSE on the score, CoSENT on the cosine)."""
 
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return 5.0 * F.relu(F.cosine_similarity(u.float(), v.float(), dim=-1))
+        return F.cosine_similarity(u.float(), v.float(), dim=-1)
+
+
+def sts_score(cos: torch.Tensor) -> torch.Tensor:
+    """The report's STS score from a cosine: 5 * ReLU(cos), in [0, 5]."""
+    return 5.0 * F.relu(cos)
+
+
+def cosent_loss(cos: torch.Tensor, labels: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """CoSENT (Su 2022): log(1 + sum over pairs (i, j) with label_i > label_j of exp(scale * (cos_j - cos_i))).
+
+    The same loss as sentence-transformers' `CoSENTLoss` (scale 20). Hand-written because that class
+    needs a SentenceTransformer model and takes sentences, not our pooled cosines; the loss itself is
+    these few lines (a batch is 16 pairs, so the B x B matrix is tiny).
+    """
+    cos, labels = cos.float(), labels.float()
+    diff = scale * (cos[None, :] - cos[:, None])        # diff[i, j] = scale * (cos_j - cos_i)
+    ranked = diff[labels[:, None] > labels[None, :]]    # the pairs with label_i > label_j
+    return torch.logsumexp(torch.cat([ranked.new_zeros(1), ranked]), dim=0)
+
+
+def task_loss(task: str, output: torch.Tensor, labels: torch.Tensor, sts_head: str = "mlp",
+              sts_loss: str = "mse") -> torch.Tensor:
+    """sst: cross-entropy on 5 logits; para: BCE on one logit; sts: MSE on the score (the MLP's output, or
+    5 * ReLU(cos) for the cosine head), or with the cosine head and sts_loss=cosent, CoSENT on the cosine."""
+    if task == "sst":
+        return F.cross_entropy(output, labels)
+    if task == "para":
+        return F.binary_cross_entropy_with_logits(output, labels.float())
+    if sts_head == "cosine":
+        if sts_loss == "cosent":
+            return cosent_loss(output, labels)
+        output = sts_score(output)
+    return F.mse_loss(output, labels.float())
 
 
 class MultitaskModel(nn.Module):
-    """Shared encoder, SST head (5 logits), paraphrase head (1 logit), STS head (a 0-5 score)."""
+    """Shared encoder, SST head (5 logits), paraphrase head (1 logit), STS head (a 0-5 score from the MLP,
+    or a cosine for the cosine head: `predict` turns it into 5 * ReLU(cos))."""
 
-    def __init__(self, encoder: nn.Module, pooling: str = "mean", sts_head: str = "mlp", dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, pooling: str = "mean", sts_head: str = "mlp", dropout: float = 0.1,
+                 para_head: str = "concat", sts_features: str = "concat", sts_loss: str = "mse"):
         super().__init__()
         self.encoder, self.pooling, self.sts_head_kind = encoder, pooling, sts_head
+        self.features = {"para": para_head, "sts": sts_features}
+        self.sts_loss = sts_loss
         h = encoder.config.hidden_size
+        width = {"concat": 2 * h, "sbert": 4 * h}
         self.heads = nn.ModuleDict({
             "sst": mlp(h, h, 5, dropout),
-            "para": mlp(2 * h, h, 1, dropout),
-            "sts": mlp(2 * h, h, 1, dropout) if sts_head == "mlp" else CosineHead(),
+            "para": mlp(width[para_head], h, 1, dropout),
+            "sts": mlp(width[sts_features], h, 1, dropout) if sts_head == "mlp" else CosineHead(),
         })
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -115,7 +163,7 @@ class MultitaskModel(nn.Module):
         return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits (sst: B x 5, para: B) or scores (sts: B) for one task's batch."""
+        """Logits (sst: B x 5, para: B), STS scores (mlp head: B) or STS cosines (cosine head: B)."""
         # both sentences of a pair go through the encoder in one call (rows: all first sentences, then all second)
         return self.head(task, self.embed(batch["input_ids"], batch["attention_mask"]))
 
@@ -127,27 +175,25 @@ class MultitaskModel(nn.Module):
         u, v = e[:n], e[n:]
         if task == "sts" and self.sts_head_kind == "cosine":
             return self.heads["sts"](u, v)
-        return self.heads[task](torch.cat([u, v], dim=-1)).float().squeeze(-1)
+        return self.heads[task](pair_features(u, v, self.features[task])).float().squeeze(-1)
 
     def head_trains(self, task: str) -> bool:
         """Whether the task's head has parameters (the cosine STS head has none)."""
         return any(True for _ in self.heads[task].parameters())
 
-    @staticmethod
-    def loss(task: str, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if task == "sst":
-            return F.cross_entropy(output, labels)
-        if task == "para":
-            return F.binary_cross_entropy_with_logits(output, labels.float())
-        return F.mse_loss(output, labels.float())
+    def loss(self, task: str, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return task_loss(task, output, labels, self.sts_head_kind, self.sts_loss)
 
-    @staticmethod
-    def predict(task: str, output: torch.Tensor) -> torch.Tensor:
+    def predict(self, task: str, output: torch.Tensor) -> torch.Tensor:
+        """Class ids (sst, para) or the STS score. With the cosine head the score is 5 * ReLU(cos) whatever
+        the loss, as in the report and the leaderboard's 0-5 format. Pearson r ignores the scale but not the
+        ReLU: pairs with cos < 0 all score 0. CoSENT only ranks the cosines, so dissimilar pairs may sit below
+        0 and their order is then lost to the metric; Pearson on the raw cosine would keep it."""
         if task == "sst":
             return output.argmax(-1)
         if task == "para":
             return (output > 0).long()
-        return output
+        return sts_score(output) if self.sts_head_kind == "cosine" else output
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.encoder.parameters() if p.requires_grad]
@@ -180,11 +226,12 @@ def use_bf16(cfg: Config, device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def build_model(encoder: str, pooling: str, sts_head: str, dropout: float, dropout_impl: str = "fast"):
+def build_model(encoder: str, pooling: str, sts_head: str, dropout: float, dropout_impl: str = "fast",
+                para_head: str = "concat", sts_features: str = "concat", sts_loss: str = "mse"):
     """(model, tokenizer) for the given encoder and head choices; dropout_impl="fast" swaps in FastDropout
     (the attention-probability dropout inside fused attention kernels stays the kernel's own)."""
     enc, tok = load_encoder(encoder, dropout)
-    model = MultitaskModel(enc, pooling, sts_head, dropout)
+    model = MultitaskModel(enc, pooling, sts_head, dropout, para_head, sts_features, sts_loss)
     if dropout_impl == "fast":
         use_fast_dropout(model)
     return model, tok

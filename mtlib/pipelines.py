@@ -51,7 +51,8 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
-    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl)
+    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl,
+                                   cfg.para_head, cfg.sts_features, cfg.sts_loss)
     model.to(device)
     data = encode_splits(cfg, splits, tokenizer)
     stages = Stages(cfg, out, model, data, device)
@@ -100,7 +101,8 @@ def novel(stages: "Stages") -> list[StageResult]:
             model.load_state_dict(initial)
             results.append(stages.train(Stage(f"single_{task}", (task,), cfg.single_task_epochs)))
             singles[task] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(merge_single_task_states(singles))
+        model.load_state_dict(merge_single_task_states(singles, initial, cfg.merge, cfg.merge_lambda,
+                                                       cfg.merge_density))
         del singles, initial
         stages.log_merged()
     results.append(stages.train(Stage("multitask", D.TASKS, cfg.epochs)))
@@ -229,7 +231,8 @@ def gradient_noise(out_dir: str | Path, n_batches: int = 4, stage: str = "multit
     cfg = Config.from_dict({**json.loads((out / "config.json").read_text()), "progress": False})
     seed_everything(cfg.seed)
     device = pick_device(cfg)
-    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl)
+    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl,
+                                   cfg.para_head, cfg.sts_features, cfg.sts_loss)
     model.to(device)
     load_checkpoint(model, out / "checkpoints" / f"{stage}.safetensors")
     data = {t: {"train": D.encode(split["train"], tokenizer, cfg.max_length)} for t, split in load_splits(cfg).items()}

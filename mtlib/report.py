@@ -568,3 +568,70 @@ def savings_markdown(r: dict) -> str:
     for what, before, after, t_old, t_new in rows:
         lines.append(f"| {what} | {before} | {after} | {t_old:.0f} | {t_new:.0f} | {1 - t_new / t_old:.0%} |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ 07: beyond the report (ablation)
+# What "removing" an improvement sets, for each knob the 07 notebook can ablate: the report's choice.
+WITHOUT = {
+    "para_head": dict(para_head="concat"),
+    "sts_features": dict(sts_features="concat"),
+    "sts_loss": dict(sts_loss="mse"),
+    "schedule": dict(schedule="constant"),
+    "merge": dict(merge="uniform"),
+    "sts_head": dict(sts_head="mlp", sts_loss="mse", sts_features="concat"),   # CoSENT needs the cosine head
+    "combine": dict(combine="sum"),
+    "dropout": dict(dropout=0.1),
+}
+
+
+def ablation_configs(best: dict, ablate: list[str]) -> dict[str, dict]:
+    """{"best": best, "para_head=concat": best with that knob set back to the report's choice (WITHOUT), ...},
+    one row per knob in `ablate`, named by what it changes. A knob whose best value is already the report's
+    (or that `best` leaves unset) gives no row: it would repeat the best one."""
+    unknown = sorted(set(ablate) - set(WITHOUT))
+    if unknown:
+        raise ValueError(f"cannot ablate {', '.join(unknown)}; choose from {', '.join(WITHOUT)}")
+    rows = {"best": dict(best)}
+    for knob in ablate:
+        if best.get(knob, WITHOUT[knob][knob]) == WITHOUT[knob][knob]:
+            continue
+        changed = {k: v for k, v in WITHOUT[knob].items() if best.get(k, v) != v or k == knob}
+        rows[", ".join(f"{k}={v}" for k, v in changed.items())] = {**best, **changed}
+    return rows
+
+
+def run_folder(name: str) -> str:
+    """A folder name for an ablation row: "sts_head=mlp, sts_loss=mse" -> "sts_head-mlp+sts_loss-mse"."""
+    return name.replace(", ", "+").replace("=", "-")
+
+
+def _mean_std(values: list[float], digits: int = 3) -> str:
+    s = pd.Series(values, dtype=float)
+    return f"{s.mean():.{digits}f}" + (f" ± {s.std(ddof=1):.{digits}f}" if len(s) > 1 else "")
+
+
+def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
+    """One row per configuration ({name: [metrics.json of each seed]}): each dev metric as mean ± sample std
+    over the seeds, the mean change of `overall` against the first row, and the wall time per seed."""
+    first = pd.Series([m["overall"] for m in next(iter(runs.values()))]).mean()
+    table = []
+    for name, seeds in runs.items():
+        row = {"configuration": name, "seeds": len(seeds)}
+        row.update({k: _mean_std([m[k] for m in seeds]) for k in METRICS})
+        row["Δ overall"] = f"{pd.Series([m['overall'] for m in seeds]).mean() - first:+.3f}"
+        row["wall (min)"] = _mean_std([m["wall_s"] / 60 for m in seeds], 1)
+        table.append(row)
+    return pd.DataFrame(table).set_index("configuration")
+
+
+def best_run(seeds: list[dict]) -> dict:
+    """The seed's metrics.json with the highest dev `overall` (chosen on dev only)."""
+    return max(seeds, key=lambda m: m["overall"])
+
+
+def publish_predictions(metrics: dict, dest: str | Path) -> list[Path]:
+    """Copy a run's leaderboard files (<its out_dir>/predictions/*.csv) into `dest`."""
+    import shutil
+    src, dest = at_root(metrics["config"]["out_dir"]) / "predictions", at_root(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(f, dest / f.name)) for f in sorted(src.glob("*-output.csv"))]

@@ -290,11 +290,14 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     steps = math.ceil(max(len(data[t]["train"]) for t in tasks) / cfg.batch_size)
     if cfg.steps_per_epoch:
         steps = min(steps, cfg.steps_per_epoch)
+    scheduler = None if cfg.schedule == "constant" else linear_schedule(optimizer, cfg.warmup, stage.epochs * steps)
     bf16 = use_bf16(cfg, device)
     result, first_epoch, first_step = StageResult(stage.name, -1, {}), 1, 0
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resume["scheduler"])
         generator.set_state(resume["generator"])
         for t, sampler in samplers.items():
             sampler.load_state_dict(resume["samplers"][t])
@@ -317,6 +320,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
             t0 = time.perf_counter()
             checkpointer.save({"stage": stage.name, "epoch": epoch, "step": step, "model": model.state_dict(),
                                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                               "scheduler": scheduler.state_dict() if scheduler is not None else None,
                                "samplers": {t: s.state_dict() for t, s in samplers.items()},
                                "result": vars(result).copy()})
             spent["checkpoint"] += time.perf_counter() - t0
@@ -330,6 +334,9 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                 for step in bar:
                     record = train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, device, bf16,
                                         stage.name, epoch, step, checkpointer, features)
+                    record["lr"] = optimizer.param_groups[0]["lr"]      # the lr this step used
+                    if scheduler is not None:
+                        scheduler.step()
                     t0 = time.perf_counter()
                     log.write(**record)
                     bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
@@ -362,6 +369,13 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
 def better(new: float, best: float) -> bool:
     """Is `new` a better dev score than `best`? A NaN (undefined STS r) is worse than any number."""
     return (not math.isnan(new)) and (math.isnan(best) or new > best)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: float, total: int):
+    """Linear warm-up over round(warmup * total) steps to cfg.lr, then linear decay to 0 at `total`
+    (transformers' get_linear_schedule_with_warmup); stepped once after every optimizer step."""
+    from transformers import get_linear_schedule_with_warmup
+    return get_linear_schedule_with_warmup(optimizer, round(warmup * total), total)
 
 
 def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, device, bf16, stage, epoch, step,

@@ -30,14 +30,17 @@ def test_pipeline_decides_head_and_combiner_unless_given():
 @pytest.mark.parametrize("name,value,listed", [
     ("pooling", "max", "mean, cls, pooler"), ("combine", "mgda", "sum, pcgrad"),
     ("pipeline", "single", "multitask, novel"), ("profile", "gpu", "smoke, cpu, paper"),
-    ("sts_head", "bilinear", "mlp, cosine"), ("reduction", "max", "sum, mean")])
+    ("sts_head", "bilinear", "mlp, cosine"), ("reduction", "max", "sum, mean"), ("para_head", "bilinear", "concat, sbert"),
+    ("sts_features", "diff", "concat, sbert"), ("sts_loss", "l1", "mse, cosent"), ("schedule", "cosine", "constant, linear"),
+    ("merge", "dare", "uniform, task_arithmetic, ties")])
 def test_invalid_choices_list_the_valid_ones(name, value, listed):
     with pytest.raises(ConfigError, match=listed):
         Config(**{name: value, "profile": "cpu"} if name != "profile" else {name: value})
 
 
 @pytest.mark.parametrize("kw", [dict(dropout=1.5), dict(lr=-1), dict(batch_size=0), dict(epochs="two"),
-                                dict(batch_size="1.5"), dict(steps_per_epoch=-1)])
+                                dict(batch_size="1.5"), dict(steps_per_epoch=-1), dict(warmup=1.0), dict(warmup=-0.1),
+                                dict(merge_density=0), dict(merge_density=1.5)])
 def test_invalid_values(kw):
     with pytest.raises(ConfigError):
         Config(profile="cpu", **kw)
@@ -52,3 +55,19 @@ def test_strings_from_the_cli_are_typed():
     cfg = Config.from_dict({"profile": "cpu", "dropout": "0", "steps_per_epoch": "0", "epochs": "2",
                             "progress": "false", "lr": "2e-5"})
     assert (cfg.dropout, cfg.steps_per_epoch, cfg.epochs, cfg.progress, cfg.lr) == (0.0, None, 2, False, 2e-5)
+
+
+def test_beyond_the_report_knobs_default_to_the_report():
+    cfg = Config(profile="cpu")
+    assert (cfg.para_head, cfg.sts_features, cfg.sts_loss, cfg.schedule, cfg.merge) == \
+           ("concat", "concat", "mse", "constant", "uniform")
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(sts_loss="cosent", sts_head="mlp"), "sts_loss=cosent .* needs sts_head=cosine"),
+    (dict(sts_loss="cosent"), "needs sts_head=cosine \\(now mlp\\)"),
+    (dict(sts_features="sbert", sts_head="cosine"), "sts_features=sbert .* needs sts_head=mlp")])
+def test_head_options_that_do_not_fit_the_sts_head(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(profile="cpu", **kw)
+    assert Config(profile="cpu", pipeline="novel", sts_loss="cosent").sts_loss == "cosent"

@@ -1,7 +1,10 @@
+import math
+
 import pytest
 import torch
 
-from mtlib.models import EncoderError, FastDropout, build_model, load_encoder, training_attention
+from mtlib.models import (EncoderError, FastDropout, build_model, cosent_loss, load_encoder, task_loss,
+                          training_attention)
 
 
 def batch(tokenizer, sentences):
@@ -17,7 +20,7 @@ def test_head_shapes(tiny_encoder, pooling, sts_head):
     pairs = batch(tok, ["a", "b c", "d", "e f g", "h", "i"])   # 3 pairs: first half vs second half
     assert model("sst", single).shape == (3, 5)
     assert model("para", pairs).shape == (3,)
-    scores = model("sts", pairs)
+    scores = model.predict("sts", model("sts", pairs))
     assert scores.shape == (3,)
     if sts_head == "cosine":
         assert ((scores >= 0) & (scores <= 5)).all()
@@ -28,7 +31,8 @@ def test_cosine_head_of_identical_sentences_is_five(tiny_encoder):
     model, tok = build_model(tiny_encoder, "mean", "cosine", 0.0)
     model.eval()
     pairs = batch(tok, ["the same words", "other words", "the same words", "other words"])
-    assert torch.allclose(model("sts", pairs), torch.tensor([5.0, 5.0]), atol=1e-4)
+    assert torch.allclose(model("sts", pairs), torch.tensor([1.0, 1.0]), atol=1e-5)          # the raw cosine
+    assert torch.allclose(model.predict("sts", model("sts", pairs)), torch.tensor([5.0, 5.0]), atol=1e-4)
 
 
 def test_dropout_zero_means_none_anywhere(tiny_encoder):
@@ -91,9 +95,55 @@ def test_training_attention_is_the_math_backend_on_cpu_only_inside():
 
 
 def test_losses():
-    from mtlib.models import MultitaskModel
-    assert MultitaskModel.loss("sts", torch.tensor([1.0, 3.0]), torch.tensor([1.0, 5.0])).item() == 2.0
-    assert MultitaskModel.loss("para", torch.tensor([0.0]), torch.tensor([1])).item() == pytest.approx(0.6931, abs=1e-4)
+    assert task_loss("sts", torch.tensor([1.0, 3.0]), torch.tensor([1.0, 5.0])).item() == 2.0
+    assert task_loss("para", torch.tensor([0.0]), torch.tensor([1])).item() == pytest.approx(0.6931, abs=1e-4)
+    # cosine head + MSE: the report's loss on 5 * ReLU(cos); cos = -0.5 scores 0, cos = 0.6 scores 3
+    cos, y = torch.tensor([-0.5, 0.6]), torch.tensor([1.0, 5.0])
+    assert task_loss("sts", cos, y, "cosine", "mse").item() == pytest.approx((1.0 + 4.0) / 2)
+
+
+def test_cosent_on_three_pairs_by_hand():
+    """log(1 + sum over label_i > label_j of exp(20 (cos_j - cos_i))), written out pair by pair."""
+    cos, y = torch.tensor([0.2, 0.6, 0.4]), torch.tensor([4.0, 2.0, 2.0])
+    # pairs with label_i > label_j: (0, 1) -> exp(20 (0.6 - 0.2)) = e^8, (0, 2) -> exp(20 (0.4 - 0.2)) = e^4;
+    # (1, 2) is a tie in the labels and does not count
+    assert cosent_loss(cos, y).item() == pytest.approx(math.log(1 + math.exp(8) + math.exp(4)), rel=1e-6)
+    assert task_loss("sts", cos, y, "cosine", "cosent").item() == pytest.approx(cosent_loss(cos, y).item())
+    # ranked right: (0, 1) -> e^-8, (0, 2) -> e^-16, (1, 2) -> e^-8
+    ranked = cosent_loss(torch.tensor([0.9, 0.5, 0.1]), torch.tensor([5.0, 3.0, 1.0])).item()
+    assert ranked == pytest.approx(math.log(1 + 2 * math.exp(-8) + math.exp(-16)), abs=1e-7)   # fp32 log(1 + x)
+    # only the order of the labels matters, and all-equal labels give log(1) = 0
+    assert cosent_loss(cos, y * 0.1 + 3).item() == pytest.approx(cosent_loss(cos, y).item())
+    assert cosent_loss(cos, torch.full((3,), 2.0)).item() == 0.0
+
+
+def test_cosine_model_losses_use_the_raw_cosine(tiny_encoder):
+    model, tok = build_model(tiny_encoder, "mean", "cosine", 0.0, sts_loss="cosent")
+    pairs = batch(tok, ["a", "b c", "d", "e f g", "h", "i"])
+    cos, y = model("sts", pairs), torch.tensor([5.0, 0.0, 2.5])
+    assert cos.min() >= -1 and cos.max() <= 1
+    assert torch.equal(model.loss("sts", cos, y), cosent_loss(cos, y))
+    model.sts_loss = "mse"
+    assert torch.equal(model.loss("sts", cos, y), torch.nn.functional.mse_loss(5 * torch.relu(cos), y))
+
+
+@pytest.mark.parametrize("kind,width", [("concat", 2), ("sbert", 4)])
+def test_pair_head_input_layout(tiny_encoder, kind, width):
+    """With known embeddings u, v, the first Linear of the pair head receives [u; v] or [u; v; |u-v|; u*v]."""
+    model, tok = build_model(tiny_encoder, "mean", "mlp", 0.0, para_head=kind, sts_features=kind)
+    h = model.encoder.config.hidden_size
+    u, v = torch.randn(2, h), torch.randn(2, h)
+    model.embed = lambda input_ids, attention_mask: torch.cat([u, v])     # rows: u of each pair, then v
+    pairs = batch(tok, ["a", "b", "c", "d"])
+    expected = {"concat": torch.cat([u, v], -1), "sbert": torch.cat([u, v, (u - v).abs(), u * v], -1)}[kind]
+    for task in ("para", "sts"):
+        seen = []
+        first = model.heads[task][1]
+        assert first.in_features == width * h
+        hook = first.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+        model(task, pairs)
+        hook.remove()
+        assert torch.equal(seen[0], expected)
 
 
 def test_unloadable_encoder_names_what_was_tried(tmp_path):

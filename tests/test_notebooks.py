@@ -11,7 +11,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def test_the_five_rungs_exist():
     assert [p.stem for p in NOTEBOOKS] == ["01_baseline", "02_gradient_surgery", "03_cosine_similarity", "04_cs_gs",
-                                          "05_novel"]
+                                          "05_novel", "07_beyond"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -211,3 +211,32 @@ def test_a_knob_added_after_a_run_counts_as_its_default():
     now = {"lr": 1e-3, "dropout": 0.1, "reduction": "sum"}
     assert changed_keys({"lr": 1e-3, "dropout": 0.1}, now) == []               # reduction: default "sum"
     assert changed_keys({"lr": 1e-3, "dropout": 0.1}, {**now, "reduction": "mean"}) == ["reduction"]
+
+
+def _step_records(out_dir):
+    return [json.loads(line) for line in open(Path(out_dir) / "metrics.jsonl") if '"step"' in line]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_learning_rate_of_every_step(tiny_config, schedule):
+    """2 epochs x 4 steps = 8 steps in the stage; warmup 0.25 -> 2 warm-up steps: the lr rises 0, lr/2 and is
+    cfg.lr at the end of the warm-up (step 2), then falls linearly, lr/6 at the last step, 0 after it."""
+    run(tiny_config, schedule=schedule, warmup=0.25)
+    lr, lrs = tiny_config["lr"], [r["lr"] for r in _step_records(tiny_config["out_dir"])]
+    assert len(lrs) == 8
+    if schedule == "constant":
+        assert lrs == [lr] * 8
+    else:
+        assert lrs == pytest.approx([lr * min(i / 2, (8 - i) / 6) for i in range(8)], rel=1e-9)
+        assert lrs[2] == pytest.approx(lr, rel=1e-12) and lrs[-1] == pytest.approx(lr / 6, rel=1e-9)
+
+
+def test_novel_with_ties_merge_and_a_schedule_per_stage(tiny_config):
+    m = run(tiny_config, pipeline="novel", epochs=1, steps_per_epoch=2, merge="ties", merge_density=0.5,
+            schedule="linear", warmup=0.5)
+    assert m["config"]["merge"] == "ties" and m["final_stage"] == "frozen"
+    records = [json.loads(line) for line in open(Path(tiny_config["out_dir"]) / "metrics.jsonl")]
+    assert any(r["type"] == "epoch" and r["stage"] == "merged" for r in records)
+    for stage in ("single_sst", "single_para", "single_sts", "multitask", "frozen"):
+        lrs = [r["lr"] for r in records if r["type"] == "step" and r["stage"] == stage]
+        assert lrs == pytest.approx([0.0, tiny_config["lr"]])         # every stage warms up anew

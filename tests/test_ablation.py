@@ -1,0 +1,36 @@
+"""The 07_beyond notebook's ablation: which configurations it runs and how the table summarises seeds."""
+import pytest
+
+from mtlib import report
+
+BEST = dict(pipeline="multitask", combine="sum", sts_head="cosine", para_head="sbert", sts_loss="cosent",
+            schedule="linear", merge="uniform", dropout=0.0)
+
+
+def test_each_improvement_is_removed_once_and_unchanged_knobs_give_no_row():
+    rows = report.ablation_configs(BEST, ["para_head", "sts_loss", "schedule", "merge", "sts_head", "dropout"])
+    assert list(rows) == ["best", "para_head=concat", "sts_loss=mse", "schedule=constant", "sts_head=mlp, sts_loss=mse",
+                          "dropout=0.1"]                                  # merge is uniform already: no row
+    assert rows["best"] == BEST
+    assert rows["sts_loss=mse"] == {**BEST, "sts_loss": "mse"}
+    assert rows["sts_head=mlp, sts_loss=mse"] == {**BEST, "sts_head": "mlp", "sts_loss": "mse"}
+    assert report.run_folder("sts_head=mlp, sts_loss=mse") == "sts_head-mlp+sts_loss-mse"
+    with pytest.raises(ValueError, match="cannot ablate lr; choose from para_head"):
+        report.ablation_configs(BEST, ["lr"])
+
+
+def metrics(sst, para, sts, wall_s):
+    return dict(sst_acc=sst, para_acc=para, sts_pearson=sts, overall=(sst + para + sts) / 3, wall_s=wall_s)
+
+
+def test_table_is_mean_and_sample_std_over_seeds_with_wall_time():
+    runs = {"best": [metrics(0.5, 0.8, 0.9, 600), metrics(0.6, 0.8, 0.9, 720), metrics(0.4, 0.8, 0.9, 660)],
+            "para_head=concat": [metrics(0.5, 0.5, 0.9, 540)]}
+    t = report.ablation_table(runs)
+    assert list(t.index) == ["best", "para_head=concat"]
+    assert t.loc["best", "sst_acc"] == "0.500 ± 0.100"          # sample std of 0.5, 0.6, 0.4
+    assert t.loc["best", "para_acc"] == "0.800 ± 0.000" and t.loc["best", "seeds"] == 3
+    assert t.loc["best", "wall (min)"] == "11.0 ± 1.0"
+    assert t.loc["para_head=concat", "overall"] == "0.633"       # one seed: no std
+    assert t.loc["para_head=concat", "Δ overall"] == "-0.100" and t.loc["best", "Δ overall"] == "+0.000"
+    assert report.best_run(runs["best"])["sst_acc"] == 0.6
