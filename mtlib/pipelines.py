@@ -37,18 +37,23 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     cfg = make_config(cfg, **params)
     start = time.time()
     out = prepare_out_dir(cfg.out_dir)
+    ckpt_file = out / "checkpoints" / "resume.pt"
+    if cfg.resume and not ckpt_file.exists() and (out / "metrics.json").exists():
+        finished = json.loads((out / "metrics.json").read_text())
+        changed = config_changes(finished.get("config", {}), cfg)
+        if not changed:
+            print(f"[{cfg.pipeline}] {out} holds a finished run with these settings: loaded it (resume=false trains again)")
+            return finished
+        print(f"[{cfg.pipeline}] the finished run in {out} used {changed}: training again with the new settings")
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
     model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl)
     model.to(device)
     data = encode_splits(cfg, splits, tokenizer)
-    ckpt_file = out / "checkpoints" / "resume.pt"
     saved = resume_state(cfg, out, ckpt_file) if cfg.resume else None
-    if cfg.resume and saved is None and (out / "metrics.json").exists():
-        print(f"[{cfg.pipeline}] {out} is already complete; nothing to resume")
-        return json.loads((out / "metrics.json").read_text())
     if saved is None:
+        (out / "metrics.json").unlink(missing_ok=True)     # a new run: an older run's metrics would mislead
         (out / "metrics.jsonl").unlink(missing_ok=True)
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
     else:
@@ -127,18 +132,22 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
 RESUME_IGNORES = ("resume", "progress", "out_dir", "data_dir", "checkpoint_every", "eval_batch_size")
 
 
+def config_changes(before: dict, cfg: Config) -> str:
+    """The settings (but those in RESUME_IGNORES) in which `cfg` differs from a saved config, as
+    `name=old (now new), ...`; empty when it is the same run."""
+    now = cfg.to_dict()
+    return ", ".join(f"{k}={before.get(k)!r} (now {now[k]!r})" for k in now
+                     if k not in RESUME_IGNORES and before.get(k) != now[k])
+
+
 def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     """The saved state to go on from, after checking the run's config matches the one saved."""
     if not ckpt_file.exists():
-        if not (out / "metrics.json").exists():
-            print(f"[{cfg.pipeline}] resume: no checkpoint in {out}; starting from the beginning")
+        print(f"[{cfg.pipeline}] resume: no checkpoint in {out}; starting from the beginning")
         return None
-    before = json.loads((out / "config.json").read_text())
-    now = cfg.to_dict()
-    changed = [k for k in now if k not in RESUME_IGNORES and before.get(k) != now[k]]
+    changed = config_changes(json.loads((out / "config.json").read_text()), cfg)
     if changed:
-        raise ValueError(f"resume: the run in {out} used different " + ", ".join(
-            f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
+        raise ValueError(f"resume: the run in {out} used different {changed}; pass the same values, or a new out_dir")
     return Checkpointer(ckpt_file, 0, None).load()
 
 
