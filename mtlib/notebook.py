@@ -82,19 +82,18 @@ def injected_names(namespace: dict[str, Any]) -> set[str]:
 
 
 def shown(path: str | os.PathLike) -> str:
-    """A path as notebooks show it: relative to the repository root when it lies inside it, else as given."""
+    """A path as notebooks show it: relative to the repository root when it lies inside it or in a folder beside
+    it (`../shared/data/cs224n`); else (`/tmp/...`), and when relative, as given."""
     p = Path(path)
     if not p.is_absolute():
         return str(p)
-    try:
-        return str(p.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(p)
+    relative = os.path.relpath(p.resolve(), ROOT)
+    return str(p) if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative
 
 
 def _short_warnings() -> None:
-    """Show mtlib's warnings as `DataWarning: <message>` (no source file), with the data folder and the repo
-    root relative: `../shared/data/cs224n/quora-dev.csv:244: skipped ...`."""
+    """Show mtlib's warnings as `DataWarning: <message>` (no source file), with paths as `shown`:
+    `../shared/data/cs224n/quora-dev.csv:244: skipped ...`."""
     original = warnings.formatwarning
     if getattr(original, "mtlib", False):
         return
@@ -104,7 +103,7 @@ def _short_warnings() -> None:
             return original(message, category, filename, lineno, line)
         text = str(message)
         for folder in sorted(_folders_in(text), key=len, reverse=True):
-            text = text.replace(folder, os.path.relpath(folder, ROOT))
+            text = text.replace(folder, shown(folder))
         return f"{category.__name__}: {text}\n"
 
     formatwarning.mtlib = True

@@ -305,8 +305,11 @@ def majority_table(splits: dict[str, dict]) -> pd.DataFrame:
 def token_lengths(dsets: dict, tokenizer, max_train: int | None = None, max_eval: int | None = None) -> pd.DataFrame:
     """Tokens per sentence (the encoder's tokenizer, [CLS] and [SEP] included, no truncation), computed with
     `datasets.Dataset.map` on the first max_train / max_eval rows of each split: one row per sentence."""
+    import datasets
+
     from .data import TEXT_COLUMNS
-    frames = []
+    frames, bars_were_off = [], datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()            # nine short bars: noise in an executed notebook
     for task, dd in dsets.items():
         columns = TEXT_COLUMNS[task]
         for split, ds in dd.items():
@@ -314,10 +317,12 @@ def token_lengths(dsets: dict, tokenizer, max_train: int | None = None, max_eval
             ds = ds.select(range(min(n, len(ds)))) if n else ds
             counted = ds.map(lambda batch: {f"tokens_{c}": [len(ids) for ids in tokenizer(batch[c])["input_ids"]]
                                             for c in columns},
-                             batched=True, remove_columns=ds.column_names, desc=f"{task} {split}")
+                             batched=True, remove_columns=ds.column_names)
             for c in columns:
                 frames.append(pd.DataFrame({"task": TASK_NAMES[task], "split": split, "column": c,
                                             "tokens": counted[f"tokens_{c}"]}))
+    if not bars_were_off:
+        datasets.enable_progress_bars()
     return pd.concat(frames, ignore_index=True)
 
 
@@ -325,12 +330,11 @@ def length_table(lengths: pd.DataFrame, max_lengths: dict[str, int]) -> pd.DataF
     """Per task, split and sentence column: sentences, median / 95th percentile / longest in tokens, and how many
     are cut at each max_length given ({label: max_length})."""
     def summary(g):
-        row = {"sentences": len(g), "median": g.median(), "95th pct": g.quantile(0.95), "longest": g.max()}
-        for label, length in max_lengths.items():
-            row[f"cut at {length} ({label})"] = int((g > length).sum())
-            row[f"cut at {length} ({label}), share"] = float((g > length).mean())
-        return pd.Series(row)
-    return lengths.groupby(["task", "split", "column"], sort=False)["tokens"].apply(summary).unstack().round(3)
+        row = {"sentences": len(g), "median": g.median(), "95th pct": round(g.quantile(0.95), 1), "longest": g.max()}
+        for label, length in sorted(max_lengths.items(), key=lambda kv: kv[1]):
+            row[f"cut at {length} ({label})"] = f"{int((g > length).sum())} ({(g > length).mean():.1%})"
+        return pd.Series(row, dtype=object)
+    return lengths.groupby(["task", "split", "column"], sort=False)["tokens"].apply(summary).unstack()
 
 
 def skipped_table(splits: dict[str, dict]) -> pd.DataFrame:
@@ -372,7 +376,7 @@ def plot_labels(splits: dict[str, dict], figures_dir=None, name: str = "labels")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained",
                              gridspec_kw={"width_ratios": (1.5, 0.8, 1.2)})
     for ax, task in zip(axes, ("sst", "para")):
-        frame = pd.concat([pd.DataFrame({"split": split, "label": [LABEL_NAMES[task][y] for y in sp.labels]})
+        frame = pd.concat([pd.DataFrame({"split": split, "label": pd.Categorical.from_codes(sp.labels, LABEL_NAMES[task])})
                            for split, sp in splits[task].items() if sp.labels is not None])
         sns.histplot(frame, x="label", hue="split", multiple="dodge", stat="percent", common_norm=False, shrink=0.8,
                      discrete=True, ax=ax)
@@ -400,13 +404,14 @@ def plot_lengths(lengths: pd.DataFrame, max_lengths: dict[str, int], figures_dir
         g = lengths[lengths["task"] == task]
         sns.histplot(g, x="tokens", hue="split", stat="percent", common_norm=False, element="step",
                      binwidth=2, ax=ax)
-        for i, (label, length) in enumerate(max_lengths.items()):
-            cut = (g["tokens"] > length).mean()
-            ax.axvline(length, color="0.2", ls=(0, (4, 2 + 2 * i)), lw=1)
-            ax.text(length, 0.97 - 0.08 * i, f" max_length {length} ({label}): {cut:.1%} cut",
-                    transform=ax.get_xaxis_transform(), fontsize=8, va="top", color="0.2")
-        ax.set(title=f"{task}: sentence length", xlabel="tokens per sentence ([CLS] and [SEP] included)",
-               ylabel="share of the split's sentences (%)")
+        cuts = []
+        for label, length in sorted(max_lengths.items(), key=lambda kv: kv[1]):
+            ax.axvline(length, color="0.2", ls="--", lw=1)
+            ax.text(length, 0.98, f" {length}", transform=ax.get_xaxis_transform(), fontsize=8, va="top")
+            cuts.append(f"{(g['tokens'] > length).mean():.1%} at {length} ({label})")
+        ax.set(title=f"{task}: sentence length\ncut by max_length: " + ", ".join(cuts),
+               xlabel="tokens per sentence ([CLS] and [SEP] included)", ylabel="share of the split's sentences (%)",
+               xlim=(0, max(g["tokens"].max(), *max_lengths.values()) + 4))
     _save(fig, figures_dir, name)
     return fig
 

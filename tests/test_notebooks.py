@@ -94,12 +94,13 @@ def test_setup_rejects_what_the_cli_rejects(fresh, params, fixed, message):
         notebook.setup(injected(**params), **fixed)
 
 
-def test_setup_shows_mtlib_warnings_without_machine_paths(fresh, tmp_path):
+def test_setup_shows_mtlib_warnings_without_machine_paths(fresh):
     notebook.setup({})
-    data_file = tmp_path / "data" / "quora-dev.csv"
+    data_file = ROOT.parent / "shared" / "data" / "quora-dev.csv"          # a data folder beside the repository
     text = warnings.formatwarning(f"{data_file}:244: skipped unparseable row (empty label)", DataWarning,
                                   str(ROOT / "mtlib" / "data.py"), 189)
-    assert text == f"DataWarning: {os.path.relpath(data_file, ROOT)}:244: skipped unparseable row (empty label)\n"
+    assert text == "DataWarning: ../shared/data/quora-dev.csv:244: skipped unparseable row (empty label)\n"
+    assert notebook.shown(ROOT / "runs" / "x") == "runs/x" and notebook.shown("runs/x") == "runs/x"
     assert warnings.formatwarning("x", UserWarning, "/elsewhere/a.py", 1).startswith("/elsewhere/a.py:1: UserWarning")
 
 
