@@ -403,7 +403,7 @@ def plot_lengths(lengths: pd.DataFrame, max_lengths: dict[str, int], figures_dir
     for ax, task in zip(axes[0], tasks):
         g = lengths[lengths["task"] == task]
         sns.histplot(g, x="tokens", hue="split", stat="percent", common_norm=False, element="step",
-                     binwidth=2, ax=ax)
+                     discrete=True, ax=ax)
         cuts = []
         for label, length in sorted(max_lengths.items(), key=lambda kv: kv[1]):
             ax.axvline(length, color="0.2", ls="--", lw=1)

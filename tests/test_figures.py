@@ -128,8 +128,8 @@ def test_data_figures(tiny_data, tmp_path):
     first = splits["sst"]["train"].texts[0][0]
     assert lengths["tokens"].iloc[0] == len(tokenizer(first)["input_ids"])
     table = report.length_table(lengths, {"cpu": 8})
-    assert table.loc[("SST", "train", "sentence"), "cut at 8 (cpu)"] == \
-        sum(len(tokenizer(t[0])["input_ids"]) > 8 for t in splits["sst"]["train"].texts[:10])
+    cut = sum(len(tokenizer(t[0])["input_ids"]) > 8 for t in splits["sst"]["train"].texts[:10])
+    assert table.loc[("SST", "train", "sentence"), "cut at 8 (cpu)"] == f"{cut} ({cut / 10:.1%})"
     fig = report.plot_lengths(lengths, {"smoke": 8, "cpu": 12}, tmp_path, "lengths")
     labelled(fig)
     assert (tmp_path / "labels.png").exists() and (tmp_path / "lengths.png").exists()
