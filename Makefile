@@ -1,9 +1,11 @@
-# mtlib: every set-up path installs the CPU build of torch first, pinned, so pip never pulls CUDA.
+# mtlib: every set-up path installs torch first, pinned. Which build pip picks depends on its index: PyPI's
+# Linux wheel is the CUDA build; TORCH_INDEX=<a PyTorch wheel index> chooses (README, "PyTorch: CPU or CUDA").
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 SHARED_DATA := $(abspath ../shared/data/cs224n)
 # data: $MTLIB_DATA_DIR if set, else ../shared/data/cs224n when it exists, else data/cs224n (python -m mtlib download)
 export MTLIB_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.csv),$(SHARED_DATA),$(CURDIR)/data/cs224n)
@@ -13,11 +15,11 @@ PROFILE ?= cpu
 SEEDS ?= 0 1 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run test report bench parity sweep profile data clean strip
+.PHONY: setup run test lab report bench parity sweep profile data clean strip
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(PIP) install -q -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
@@ -29,6 +31,10 @@ run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 4 min
 
 test: setup  ## unit tests + every notebook under nbval (smoke profile)
 	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q
+
+# lab: as root (a container, CI) Jupyter refuses to start without --allow-root. LAB_ARGS: more server options.
+lab: setup  ## JupyterLab at the repository root: the project's kernel, data folder and offline hub as for make run
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 report: setup  ## every notebook for every seed (SEEDS="0 1 2") with papermill, then reports/results.md; resumes
 	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS)

@@ -6,6 +6,7 @@ every row keeps the physical line where it starts, and every error names file, l
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -14,6 +15,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -189,6 +191,40 @@ def load_task(
     return {s: load_split(task, s, data_dir, max_bad_fraction) for s in splits}
 
 
+# Label names for the DatasetDict view (SST-5's five classes; Quora's two).
+LABEL_NAMES = {"sst": ("negative", "somewhat negative", "neutral", "somewhat positive", "positive"),
+               "para": ("not duplicate", "duplicate")}
+
+
+def to_dataset_dict(splits: dict[str, Split]):
+    """One task's validated splits (`load_task`) as a `datasets.DatasetDict`: columns `id`, `line` (where the row
+    starts in its file), the sentence column(s) and, but for test, the label (a ClassLabel for SST and Quora)."""
+    import datasets
+    out = {}
+    for name, sp in splits.items():
+        columns: dict[str, list] = {"id": sp.ids, "line": sp.lines}
+        features = {"id": datasets.Value("string"), "line": datasets.Value("int64")}
+        for i, column in enumerate(TEXT_COLUMNS[sp.task]):
+            columns[column] = [row[i] for row in sp.texts]
+            features[column] = datasets.Value("string")
+        if sp.labels is not None:
+            label = LABEL_COLUMN[sp.task]
+            columns[label] = sp.labels.tolist()
+            features[label] = (datasets.ClassLabel(names=list(LABEL_NAMES[sp.task])) if sp.task in LABEL_NAMES
+                               else datasets.Value("float32"))
+        out[name] = datasets.Dataset.from_dict(columns, features=datasets.Features(features), split=name)
+    return datasets.DatasetDict(out)
+
+
+def majority_class(train: Split, other: Split) -> tuple[int, float]:
+    """The most frequent label of `train`, and the accuracy on `other` of always predicting it: the level an
+    accuracy has to beat. SST and Quora only (a constant prediction has no Pearson r)."""
+    if train.task not in LABEL_NAMES or train.labels is None or other.labels is None or not len(train):
+        raise DataError(f"majority class: needs labelled sst or para splits, got {train.task} {train.split}/{other.split}")
+    label = int(np.bincount(train.labels).argmax())
+    return label, float(np.mean(other.labels == label)) if len(other) else float("nan")
+
+
 def download(dest: str | Path, base_url: str = DOWNLOAD_URL, force: bool = False, timeout: float = 60) -> list[Path]:
     """Fetch the nine FILES into dest (atomically; present files are kept unless force); returns their paths."""
     dest = Path(dest).expanduser()
@@ -232,26 +268,44 @@ class Encoded:
         return len(self.ids)
 
 
-_ENCODE_CACHE: dict[tuple, Encoded] = {}
+# Token ids per (tokenizer, max_length, texts), least recently used first. Keyed on a hash of the sentences
+# themselves, so a file edited during a kernel session is tokenized again; bounded, so a long session does not
+# keep every split it ever saw. An on-disk cache is not used: see the README ("Data").
+_TOKEN_CACHE: OrderedDict[tuple, tuple[list[list[list[int]]], np.ndarray]] = OrderedDict()
+TOKEN_CACHE_SIZE = 16          # splits (one run uses 9)
+
+
+def texts_digest(texts: list[tuple[str, ...]]) -> str:
+    """A hash of the sentences, in order (field and row separators included, so no two splits collide by joining)."""
+    h = hashlib.blake2b(digest_size=20)
+    for row in texts:
+        h.update("\x1f".join(row).encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()
 
 
 def encode(split: Split, tokenizer, max_length: int) -> Encoded:
     """Tokenize every sentence of `split` with the (fast) tokenizer, truncating to `max_length`.
 
-    Cached per (tokenizer, file, rows, max_length), so stages and runs in one process tokenize once.
+    The token ids are cached in memory on (tokenizer name and size, max_length, a hash of the sentences), so the
+    stages and runs of one process tokenize a split once, and changed sentences are tokenized again.
     """
-    key = (getattr(tokenizer, "name_or_path", id(tokenizer)), str(split.path), len(split), tuple(split.ids[:1]),
-           tuple(split.ids[-1:]), max_length)
-    if key not in _ENCODE_CACHE:
+    key = (type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer), max_length,
+           texts_digest(split.texts))
+    if key in _TOKEN_CACHE:
+        _TOKEN_CACHE.move_to_end(key)
+    else:
         k = len(split.texts[0]) if split.texts else 1
         flat = [row[i] for i in range(k) for row in split.texts]
-        ids = tokenizer(flat, truncation=True, max_length=max_length)["input_ids"]
+        ids = tokenizer(flat, truncation=True, max_length=max_length)["input_ids"] if flat else []
         n = len(split)
         tokens = [[ids[i * n + r] for i in range(k)] for r in range(n)]
         lengths = np.array([max(len(s) for s in row) for row in tokens], dtype=np.int64)
-        _ENCODE_CACHE[key] = Encoded(split.task, split.split, split.ids, tokens, split.labels, lengths,
-                                     tokenizer.pad_token_id or 0)
-    return _ENCODE_CACHE[key]
+        _TOKEN_CACHE[key] = (tokens, lengths)
+        while len(_TOKEN_CACHE) > TOKEN_CACHE_SIZE:
+            _TOKEN_CACHE.popitem(last=False)
+    tokens, lengths = _TOKEN_CACHE[key]
+    return Encoded(split.task, split.split, split.ids, tokens, split.labels, lengths, tokenizer.pad_token_id or 0)
 
 
 def collate(enc: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:

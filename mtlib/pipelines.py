@@ -219,8 +219,7 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     now = cfg.to_dict()
     changed = changed_keys(before, now)
     if changed:
-        raise ValueError(f"resume: the run in {out} used different " + ", ".join(
-            f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
+        raise ValueError(f"resume: the run in {out} used different {changed}; pass the same values, or a new out_dir")
     return Checkpointer(ckpt_file, 0, None).load()
 
 

@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# The real CS224N files: $MTLIB_DATA_DIR, else ../shared/data/cs224n beside the repository (as in CI).
+# The real CS224N files: $MTLIB_DATA_DIR, else ../shared/data/cs224n beside the repository (as in CI). The
+# environment every test and notebook gets (smoke profile, this data, no hub look-ups) is set in ../conftest.py.
 SHARED_DATA = Path(os.environ.get("MTLIB_DATA_DIR") or ROOT.parent / "shared" / "data" / "cs224n")
-# Notebooks executed under `pytest --nbval-lax` inherit these: the seconds-long smoke profile, the data
-# above, and no hub look-ups.
-os.environ.setdefault("MTLIB_PROFILE", "smoke")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if SHARED_DATA.is_dir():
-    os.environ.setdefault("MTLIB_DATA_DIR", str(SHARED_DATA))
 
 WORDS = {0: "awful dreadful boring", 1: "dull weak flat", 2: "plain fine okay",
          3: "good nice solid", 4: "great superb brilliant"}

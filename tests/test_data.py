@@ -1,6 +1,7 @@
 """Tests for mtlib.data: validation rules on small TSVs, and the real CS224N files."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from pathlib import Path
@@ -276,3 +277,70 @@ def test_real_data_default_limit_counts(real):
     assert math.floor(0.001 * 2033) >= 1
     with pytest.warns(DataWarning, match="quora-dev.csv:244"):
         load_task("para", real, splits=("dev",))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The DatasetDict view, the majority class, the content-keyed token cache
+# ---------------------------------------------------------------------------------------------------
+
+def test_to_dataset_dict_holds_the_validated_rows(tmp_path):
+    write(tmp_path, "para", "train", [["0", "a", " first? ", "second?", "1.0"], ["1", "b", "x", "y", "0"],
+                                      ["2", "c", "skipped", "row", ""], ["3", "d", "u", "v", "0.0"]])
+    write(tmp_path, "para", "test", [["0", "t", "one", "two"]])
+    with pytest.warns(DataWarning):
+        splits = load_task("para", tmp_path, splits=("train", "test"), max_bad_fraction=0.5)
+    dd = data.to_dataset_dict(splits)
+    assert set(dd) == {"train", "test"}
+    train = dd["train"]
+    assert train.column_names == ["id", "line", "sentence1", "sentence2", "is_duplicate"]
+    assert train["id"] == ["a", "b", "d"] and train["line"] == [2, 3, 5] and train["sentence1"][0] == "first?"
+    assert train["is_duplicate"] == [1, 0, 0]
+    assert train.features["is_duplicate"].names == ["not duplicate", "duplicate"]
+    assert dd["test"].column_names == ["id", "line", "sentence1", "sentence2"]
+
+
+def test_majority_class_known_answer(tmp_path):
+    write(tmp_path, "sst", "train", [[str(i), f"t{i}", "s", y] for i, y in enumerate("11203")])
+    write(tmp_path, "sst", "dev", [[str(i), f"d{i}", "s", y] for i, y in enumerate("122")])
+    sp = load_task("sst", tmp_path, splits=("train", "dev"))
+    assert data.majority_class(sp["train"], sp["dev"]) == (1, pytest.approx(1 / 3))
+    assert data.majority_class(sp["train"], sp["train"]) == (1, pytest.approx(2 / 5))
+    with pytest.raises(DataError, match="sst or para"):
+        data.majority_class(dataclasses.replace(sp["train"], task="sts"), sp["dev"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from mtlib.models import resolve_encoder
+    return AutoTokenizer.from_pretrained(resolve_encoder("all-MiniLM-L6-v2"))
+
+
+def test_token_cache_is_keyed_on_the_sentences_not_the_file(tmp_path, tokenizer, monkeypatch):
+    monkeypatch.setattr(data, "_TOKEN_CACHE", type(data._TOKEN_CACHE)())
+    write(tmp_path, "sst", "train", [["0", "a", "good film", "3"], ["1", "b", "bad film", "1"]])
+    first = data.encode(load_split("sst", "train", tmp_path), tokenizer, 16)
+    again = data.encode(load_split("sst", "train", tmp_path), tokenizer, 16)
+    assert again.tokens is first.tokens                      # same sentences: tokenized once
+    # same file, same ids, same row count: only a sentence changed (the old cache returned stale tokens)
+    write(tmp_path, "sst", "train", [["0", "a", "good film", "3"], ["1", "b", "a dreadful film", "1"]])
+    changed = data.encode(load_split("sst", "train", tmp_path), tokenizer, 16)
+    assert changed.tokens[1][0] == tokenizer("a dreadful film")["input_ids"] != first.tokens[1][0]
+    # other ids and labels with the same sentences share the tokens, but keep their own ids and labels
+    write(tmp_path, "sst", "dev", [["0", "x", "good film", "0"], ["1", "y", "a dreadful film", "4"]])
+    dev = data.encode(load_split("sst", "dev", tmp_path), tokenizer, 16)
+    assert dev.tokens is changed.tokens and dev.ids == ["x", "y"] and list(dev.labels) == [0, 4]
+    assert data.encode(load_split("sst", "dev", tmp_path), tokenizer, 4).tokens[1][0] == \
+        tokenizer("a dreadful film", truncation=True, max_length=4)["input_ids"]
+
+
+def test_token_cache_is_bounded(tmp_path, tokenizer, monkeypatch):
+    monkeypatch.setattr(data, "_TOKEN_CACHE", type(data._TOKEN_CACHE)())
+    monkeypatch.setattr(data, "TOKEN_CACHE_SIZE", 3)
+    write(tmp_path, "sst", "train", [[str(i), f"id{i}", f"sentence number {i}", "0"] for i in range(6)])
+    sp = load_split("sst", "train", tmp_path)
+    for n in range(1, 7):
+        data.encode(sp.head(n), tokenizer, 16)
+    assert len(data._TOKEN_CACHE) == 3
+    assert [len(tokens) for tokens, _ in data._TOKEN_CACHE.values()] == [4, 5, 6]     # the most recent ones

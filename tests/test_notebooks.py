@@ -1,26 +1,134 @@
 """The notebooks as a researcher runs them: papermill with injected parameters, then read the run back."""
+import ast
+import dataclasses
 import json
+import os
+import warnings
 
 import nbformat
 import pytest
 
 from conftest import ROOT, SHARED_DATA
+from mtlib import notebook
+from mtlib.config import Config, ConfigError
+from mtlib.data import DataWarning
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+RUNGS = [ROOT / "notebooks" / f"{stem}.ipynb" for stem in ("01_baseline", "02_gradient_surgery",
+                                                             "03_cosine_similarity", "04_cs_gs", "05_novel")]
+NOTEBOOKS = [ROOT / "notebooks" / "00_data.ipynb", *RUNGS]
+FIELDS = {f.name: f.default for f in dataclasses.fields(Config)}
 
 
-def test_the_five_rungs_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_baseline", "02_gradient_surgery", "03_cosine_similarity", "04_cs_gs",
-                                          "05_novel", "07_beyond"]
+def test_the_data_notebook_and_the_five_rungs_exist():
+    assert all(p.is_file() for p in NOTEBOOKS)
+
+
+def cells(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    return nb, code, tagged[0]
+
+
+def assigned(source: str) -> dict:
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
+            if isinstance(node, ast.Assign)}
+
+
+def setup_call(code) -> dict:
+    """The keywords of the notebook's `setup(globals(), ...)` call: the Config fields it fixes."""
+    calls = [node for c in code for node in ast.walk(ast.parse(c.source))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup"]
+    assert len(calls) == 1
+    return {k.arg: ast.literal_eval(k.value) for k in calls[0].keywords}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_without_outputs_and_with_one_parameters_cell(path):
-    nb = nbformat.read(path, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
+    nb, code, parameters = cells(path)
     assert all(not c.outputs and c.execution_count is None for c in code)
-    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and "dropout = 0.1" in tagged[0].source and "profile = None" in tagged[0].source
+    assert set(assigned(parameters.source)) <= set(FIELDS) | set(notebook.EXTRAS)
+    assert "next" in nb.cells[0].source.lower() and "cost" in nb.cells[0].source.lower()
+
+
+@pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
+def test_the_parameters_cell_lists_every_config_field_the_notebook_does_not_fix(path):
+    _, code, parameters = cells(path)
+    values, fixed = assigned(parameters.source), setup_call(code)
+    assert set(fixed) <= set(FIELDS) and not set(fixed) & set(values)
+    assert set(values) - set(notebook.EXTRAS) == set(FIELDS) - set(fixed)
+    # the defaults are Config's (the report's behaviour), but where a notebook keeps its runs, and resume
+    assert {k: v for k, v in values.items() if k in FIELDS and FIELDS[k] != v} == \
+        {"out_dir": f"runs/{path.stem}", "resume": True}
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """setup() changes the working folder and the warning format: both are restored after the test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+
+
+def injected(**params) -> dict:
+    """A kernel namespace after papermill injected `params` (IPython keeps each cell's source in In)."""
+    source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in params.items())
+    return {"In": ["", "profile = None\n", source], **params}
+
+
+def test_setup_passes_every_field_through_config(fresh):
+    nb = notebook.setup({**injected(precision="fp32", device="cpu", frozen_epochs=2, resume=False),
+                         "out_dir": "runs/x", "figure_prefix": "x"}, pipeline="novel")
+    assert (nb.cfg.precision, nb.cfg.device, nb.cfg.frozen_epochs, nb.cfg.resume) == ("fp32", "cpu", 2, False)
+    assert nb.cfg.pipeline == "novel" and str(nb.out) == "runs/x" and str(nb.figures) == "runs/x/figures"
+    assert os.getcwd() == str(ROOT)                     # relative paths start at the repository root
+
+
+@pytest.mark.parametrize("params, fixed, message", [
+    ({"dropuot": 0}, {}, "unknown parameter.*dropuot.*valid names"),
+    ({"combine": "pcgrad"}, {"combine": "sum"}, "sets combine itself"),
+    ({"dropout": "lots"}, {}, "dropout='lots' is not valid"),
+])
+def test_setup_rejects_what_the_cli_rejects(fresh, params, fixed, message):
+    with pytest.raises(ConfigError, match=message):
+        notebook.setup(injected(**params), **fixed)
+
+
+def test_setup_shows_mtlib_warnings_without_machine_paths(fresh):
+    notebook.setup({})
+    data_file = ROOT.parent / "shared" / "data" / "quora-dev.csv"          # a data folder beside the repository
+    text = warnings.formatwarning(f"{data_file}:244: skipped unparseable row (empty label)", DataWarning,
+                                  str(ROOT / "mtlib" / "data.py"), 189)
+    assert text == "DataWarning: ../shared/data/quora-dev.csv:244: skipped unparseable row (empty label)\n"
+    assert notebook.shown(ROOT / "runs" / "x") == "runs/x" and notebook.shown("runs/x") == "runs/x"
+    assert warnings.formatwarning("x", UserWarning, "/elsewhere/a.py", 1).startswith("/elsewhere/a.py:1: UserWarning")
+
+
+def test_papermill_rejects_an_unknown_parameter(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match="unknown parameter.*dropuot"):
+        pm.execute_notebook(str(ROOT / "notebooks" / "01_baseline.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters={"dropuot": 0, "out_dir": str(tmp_path / "run")}, progress_bar=False)
+    assert not (tmp_path / "run").exists()                 # stopped before any training
+
+
+def test_papermill_data_notebook_writes_its_figures(tmp_path):
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the CS224N data at {SHARED_DATA} (python -m mtlib download)")
+    import papermill as pm
+    pm.execute_notebook(str(ROOT / "notebooks" / "00_data.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"profile": "smoke", "figures_dir": str(tmp_path / "figures")}, progress_bar=False)
+    for name in ("00_data-labels.png", "00_data-lengths.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 10_000
+    shown = outputs(tmp_path / "out.ipynb")
+    assert "quora-train.csv:11400" in shown and "20,214" in shown
+    assert str(SHARED_DATA.resolve()) not in shown and f"{ROOT}/" not in shown
+
+
+def outputs(path) -> str:
+    executed = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/markdown", "")
+                   for c in executed.cells if c.cell_type == "code" for o in c.outputs)
 
 
 def test_papermill_novel_with_int_dropout_writes_real_metrics_and_figures(tmp_path):
@@ -29,9 +137,11 @@ def test_papermill_novel_with_int_dropout_writes_real_metrics_and_figures(tmp_pa
     import papermill as pm
     out = tmp_path / "run"
     pm.execute_notebook(str(ROOT / "notebooks" / "05_novel.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"dropout": 0, "profile": "smoke", "out_dir": str(out)}, progress_bar=False)
+                        parameters={"dropout": 0, "profile": "smoke", "out_dir": str(out), "precision": "fp32",
+                                    "device": "cpu"}, progress_bar=False)
     m = json.loads((out / "novel" / "metrics.json").read_text())
     assert m["config"]["dropout"] == 0.0 and m["config"]["pipeline"] == "novel"
+    assert m["config"]["precision"] == "fp32" and m["precision"] == "fp32" and m["config"]["device"] == "cpu"
     assert m["config"]["combine"] == "pcgrad" and m["config"]["sts_head"] == "cosine"
     for key in ("sst_acc", "para_acc"):
         assert 0.0 < m[key] <= 1.0
@@ -39,7 +149,15 @@ def test_papermill_novel_with_int_dropout_writes_real_metrics_and_figures(tmp_pa
     assert [s["name"] for s in m["stages"]][-1] == "frozen" and m["final_stage"] == "frozen"
     for name in ("05_novel-training.png", "05_novel-gradients.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
-    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    shown = "".join(o.get("data", {}).get("text/plain", "") for c in executed.cells if c.cell_type == "code"
-                    for o in c.outputs)
+    shown = outputs(tmp_path / "out.ipynb")
     assert str(round(m["overall"], 3)) in shown      # the table the notebook shows is the run's own numbers
+    assert str(SHARED_DATA.resolve()) not in shown and f"{ROOT}/" not in shown      # no machine paths
+
+
+def test_a_notebook_run_keeps_zero_meaning_no_cap(fresh, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("mtlib.pipelines.run", lambda params: seen.update(params) or {})
+    nb = notebook.setup({**injected(steps_per_epoch=0, profile="cpu"), "out_dir": "runs/x"})
+    nb.run("a", dropout=0)
+    cfg = Config.from_dict(seen)
+    assert cfg.steps_per_epoch is None and cfg.dropout == 0 and seen["out_dir"] == "runs/x/a"

@@ -93,3 +93,21 @@ def test_resume_of_a_finished_run_returns_its_metrics(tiny_config, tmp_path):
     first = run({**tiny_config, "out_dir": str(tmp_path / "r")})
     again = run({**tiny_config, "out_dir": str(tmp_path / "r"), "resume": True})
     assert again["overall"] == first["overall"] and again["finished_at"] == first["finished_at"]
+
+
+def test_resume_of_a_finished_run_loads_it_before_building_anything(tiny_config, tmp_path, monkeypatch, capsys):
+    first = run({**tiny_config, "out_dir": str(tmp_path / "r")})
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a finished run with the same settings must not build a model")
+    monkeypatch.setattr("mtlib.pipelines.build_model", no_model)
+    again = run({**tiny_config, "out_dir": str(tmp_path / "r"), "resume": True, "progress": True})
+    assert again == first and "loaded it" in capsys.readouterr().out
+
+
+def test_resume_of_a_finished_run_with_changed_settings_trains_again(tiny_config, tmp_path, capsys):
+    first = run({**tiny_config, "out_dir": str(tmp_path / "r")})
+    again = run({**tiny_config, "out_dir": str(tmp_path / "r"), "resume": True, "lr": 2e-3})
+    assert "lr=0.001 (now 0.002)" in capsys.readouterr().out
+    assert again["config"]["lr"] == 2e-3 and again["finished_at"] >= first["finished_at"]
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]["lr"] == 2e-3

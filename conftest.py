@@ -1,0 +1,18 @@
+"""Settings for every pytest run in this repository, `pytest --nbval-lax notebooks/05_novel.ipynb` included.
+
+pytest loads this file for any path under the repository (tests/conftest.py only for tests/), and notebook
+kernels started by nbval or papermill inherit the environment set here: the seconds-long `smoke` profile, the
+CS224N files ($MTLIB_DATA_DIR, else ../shared/data/cs224n beside the repository, as in CI) and no hub look-ups.
+Anything already set in the environment wins (`MTLIB_PROFILE=cpu pytest --nbval-lax notebooks/...`).
+"""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SHARED_DATA = Path(os.environ.get("MTLIB_DATA_DIR") or ROOT.parent / "shared" / "data" / "cs224n")
+
+os.environ.setdefault("MTLIB_PROFILE", "smoke")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("MTLIB_DATA_DIR", str(SHARED_DATA))
