@@ -274,12 +274,14 @@ def plot_gradients(frames: dict[str, pd.DataFrame], figures_dir=None, name: str 
         ax_cos.set(title=f"{label}\ncosine between task gradients (shared encoder)", xlabel="training step",
                    ylabel="cosine similarity (-1 to 1)")
         ax_cos.legend(title="task pair (rolling mean)", fontsize=8, title_fontsize=8, loc="upper right")
-        for t in ("sst", "para", "sts"):
-            ax_kept.plot(f.index, f[f"kept_{t}_smooth"], color=colour[t], lw=1.8, label=TASK_NAMES[t])
-        ax_kept.set(title=f"{label}\nshare of each task gradient's norm kept by PCGrad", xlabel="training step",
-                    ylabel="|projected g| / |g| (ratio)", ylim=(0, 1.05))
-        if "projections" in f and not f["projections"].any():
-            ax_kept.text(0.5, 0.45, "no projections in this run (summed gradients): every share is 1",
+        projected = "projections" in f and f["projections"].any()
+        for t in ("sst", "para", "sts"):             # the share removed, on a log axis: its variation shows
+            removed = (1 - f[f"kept_{t}_smooth"]).clip(lower=1e-6)
+            ax_kept.plot(f.index, removed, color=colour[t], lw=1.8, label=TASK_NAMES[t])
+        ax_kept.set(title=f"{label}\nshare of each task gradient's norm removed by PCGrad", xlabel="training step",
+                    ylabel="1 − |projected g| / |g| (log)", yscale="log")
+        if not projected:
+            ax_kept.text(0.5, 0.45, "no projections in this run (summed gradients): nothing is removed",
                          transform=ax_kept.transAxes, ha="center", fontsize=9, color="0.3")
         ax_kept.legend(title="task (rolling mean)", fontsize=8, title_fontsize=8, loc="lower right")
     _save(fig, figures_dir, name)
