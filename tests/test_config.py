@@ -28,7 +28,7 @@ def test_pipeline_decides_head_and_combiner_unless_given():
 
 
 @pytest.mark.parametrize("name,value,listed", [
-    ("pooling", "max", "mean, cls, pooler"), ("combine", "mgda", "sum, pcgrad"),
+    ("pooling", "max", "mean, cls, pooler"), ("combine", "graddrop", "sum, pcgrad, upgrad, mgda, cagrad, imtl_g, aligned_mtl, dualproj, gradvac"),
     ("pipeline", "single", "multitask, novel"), ("profile", "gpu", "smoke, cpu, paper"),
     ("sts_head", "bilinear", "mlp, cosine"), ("reduction", "max", "sum, mean"), ("para_head", "bilinear", "concat, sbert"),
     ("sts_features", "diff", "concat, sbert"), ("sts_loss", "l1", "mse, cosent"), ("schedule", "cosine", "constant, linear"),
@@ -44,6 +44,19 @@ def test_invalid_choices_list_the_valid_ones(name, value, listed):
 def test_invalid_values(kw):
     with pytest.raises(ConfigError):
         Config(profile="cpu", **kw)
+
+
+def test_combine_options_are_validated_for_the_chosen_method():
+    assert Config(profile="cpu", combine="cagrad", combine_options="c=0.2").combine_options == "c=0.2"
+    assert Config.from_dict({"profile": "cpu", "combine": "mgda", "combine_options": "max_iters=50"}).combine == "mgda"
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) k for combine=cagrad; valid: c \(default 0.4\)"):
+        Config(profile="cpu", combine="cagrad", combine_options="k=1")
+    with pytest.raises(ConfigError, match="unknown option.*for combine=sum; valid: none"):
+        Config(profile="cpu", combine_options="c=0.4")
+    with pytest.raises(ConfigError, match="c must be non-negative"):
+        Config(profile="cpu", combine="cagrad", combine_options="c=-0.5")
+    with pytest.raises(ConfigError, match="reduction='mean' is not valid with combine='upgrad'"):
+        Config(profile="cpu", combine="upgrad", reduction="mean")
 
 
 def test_unknown_names_list_valid_names():

@@ -79,3 +79,24 @@ def test_nan_loss_stops_naming_task_and_step_and_keeps_the_checkpoint(tiny_confi
     err = capsys.readouterr().err
     assert "the sts loss is nan" in err and "epoch 2, step 1" in err and "resume.pt" in err  # 4 steps per epoch
     assert (tmp_path / "run" / "checkpoints" / "resume.pt").exists()
+
+
+@pytest.mark.parametrize("combine", ["sum", "upgrad"])
+def test_nan_gradient_stops_naming_task_and_step(tiny_config, capsys, monkeypatch, combine):
+    """A finite loss whose gradient holds a NaN (e.g. a bf16 overflow in backward) is not skipped silently."""
+    from mtlib.train import TaskGrads
+    calls = {"n": 0}
+    real = TaskGrads.after_backward
+
+    def flaky(self, task):
+        real(self, task)
+        if task == 1:                                    # the second task of ("sst", "para", "sts")
+            calls["n"] += 1
+            if calls["n"] == 7:
+                self.buffer[task, 3] = float("nan")
+    monkeypatch.setattr(TaskGrads, "after_backward", flaky)
+    args = ["run"] + [f"{k}={v}" for k, v in {**tiny_config, "checkpoint_every": 2, "combine": combine}.items()]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stage 'multitask', epoch 2, step 2: the para gradient has a nan or inf entry" in err
+    assert "resume.pt" in err

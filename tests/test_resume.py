@@ -57,12 +57,12 @@ def same_run(a, b) -> None:
     assert steps(a) == steps(b)          # every loss, cosine and norm of every step, in the same order
 
 
-# the third case: the lr schedule's state is in the checkpoint (a lost one would restart the warm-up)
+# the third case: the lr schedule's and GradVac's states are in the checkpoint (lost ones would change the steps)
 @pytest.mark.parametrize("pipeline,stage,epoch,step,extra", [
     ("multitask", "multitask", 2, 3, {}),
     ("novel", "single_sst", 1, 4, {}),
     ("multitask", "multitask", 2, 3, {"schedule": "linear", "warmup": 0.3, "sts_head": "cosine", "sts_loss": "cosent",
-                                      "para_head": "sbert"})])
+                                      "para_head": "sbert", "combine": "gradvac"})])
 def test_sigkill_then_resume_is_bit_identical(tiny_config, tmp_path, pipeline, stage, epoch, step, extra):
     cfg = {**tiny_config, "pipeline": pipeline, "batch_size": 4, "epochs": 3, "single_task_epochs": 3,
            "steps_per_epoch": 0, "checkpoint_every": 2, "combine": "pcgrad", "dropout": 0.1, **extra}

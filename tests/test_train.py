@@ -8,7 +8,7 @@ import torch
 from mtlib.data import TASKS
 from mtlib.models import build_model
 from mtlib.pipelines import run
-from mtlib.surgery import combine
+from mtlib.surgery import WEIGHTINGS, combine, make_weighting
 from mtlib.train import TaskGrads, upcoming_rows
 
 
@@ -22,7 +22,7 @@ def _full_gradients(model, shared, batches):
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("method", ["sum", "pcgrad"])
+@pytest.mark.parametrize("method", ["sum", "pcgrad", "upgrad", "gradvac"])
 def test_task_grads_match_autograd_and_combine_like_the_full_matrix(tiny_encoder, method):
     """Dense rows + touched embedding rows are each task's exact gradient; the combined .grad of every shared
     parameter (word embeddings included) equals surgery.combine on the full T x P matrix, step after step."""
@@ -35,9 +35,10 @@ def test_task_grads_match_autograd_and_combine_like_the_full_matrix(tiny_encoder
               ("sts", tok(["x", "y z", "x", "w"], padding=True, return_tensors="pt"), torch.tensor([1.0, 4.0]))],
              [("sst", tok(["plain", "fine okay"], padding=True, return_tensors="pt"), torch.tensor([1, 2])),
               ("sts", tok(["dull", "weak", "flat", "dull"], padding=True, return_tensors="pt"), torch.tensor([0.0, 5.0]))]]
+    reference = make_weighting(method) if method in WEIGHTINGS else None   # GradVac: its state carries over steps
     for batches in steps:          # the second step touches other embedding rows: last step's must not linger
         full = _full_gradients(model, shared, batches)
-        expected, expected_stats = combine(full, method, generator=torch.Generator().manual_seed(0))
+        expected, expected_stats = combine(full, method, generator=torch.Generator().manual_seed(0), weighting=reference)
         grads.start_step()
         for t, (task, enc, y) in enumerate(batches):
             grads.before_backward()
