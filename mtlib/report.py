@@ -295,7 +295,7 @@ SPLIT_ORDER = ("train", "dev", "test")
 
 def label_table(splits: dict[str, dict]) -> pd.DataFrame:
     """Rows per label and split (SST and Quora by label name), with each label's share of its split."""
-    from .data import LABEL_COLUMN, LABEL_NAMES
+    from .data import LABEL_NAMES
     rows = []
     for task in ("sst", "para"):
         for split, sp in splits[task].items():
