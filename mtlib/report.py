@@ -35,6 +35,7 @@ PAPER = {
 # parameter is the seed's folder. The last one is claim (e'): CS+GS without dropout for as many encoder-training
 # steps as the novel pipeline takes on the cpu profile (534 + 700 + 378 single-task + 700 multitask = 2,312).
 PLAN = (
+    ("00_data", {}, "00_data"),
     ("01_baseline", {}, "01_baseline"),
     ("02_gradient_surgery", {"baseline_dir": "runs/01_baseline/{seed}/baseline"}, "02_gradient_surgery"),
     ("03_cosine_similarity", {}, "03_cosine_similarity"),
@@ -45,6 +46,7 @@ PLAN = (
     ("04_cs_gs", {"dropout": 0, "epochs": 3, "steps_per_epoch": 771}, "04_cs_gs-no-dropout-novel-steps"),
 )
 SEEDS = (0, 1, 2)
+ONCE = ("00_data",)          # labels that train nothing: executed for the first seed only
 # results.md rows: (table, row name, run label, run folder inside <label>/seed<k>/)
 ROWS = (
     (1, "Baseline", "01_baseline", "baseline"),
@@ -670,7 +672,7 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
     at_root(reports / "notebooks").mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         for notebook, params, label in PLAN:
-            if only and label not in only:
+            if (only and label not in only) or (label in ONCE and seed != seeds[0]):
                 continue
             folder = reports / "runs" / label / f"seed{seed}"
             params = {**{k: str(reports / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v

@@ -56,7 +56,7 @@ def test_run_prints_and_writes_metrics(tmp_path, tiny_data, tiny_encoder):
 
 def test_report_unknown_label_lists_the_valid_ones():
     r = mtlib("report", "--execute", "--only", "06_magic")
-    assert r.returncode == 2 and "unknown run label(s) 06_magic; valid: 01_baseline" in r.stderr
+    assert r.returncode == 2 and "unknown run label(s) 06_magic; valid: 00_data, 01_baseline" in r.stderr
     assert "Traceback" not in r.stderr
 
 
