@@ -41,8 +41,11 @@ def makefile_data_dir() -> str:
 
 
 class Lab:
-    def __init__(self, port: int, token: str):
-        self.base, self.token = f"http://127.0.0.1:{port}", token
+    def __init__(self, port: int, token: str, log: Path):
+        self.base, self.token, self.log = f"http://127.0.0.1:{port}", token, log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
 
     def api(self, method: str, path: str, body: dict | None = None):
         request = urllib.request.Request(f"{self.base}{path}", method=method,
@@ -57,13 +60,13 @@ class Lab:
         deadline = time.monotonic() + START
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"make lab exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
+                pytest.fail(f"make lab exited with {proc.returncode}:\n{self.output()}")
             try:
                 self.api("GET", "/api/status")
                 return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
-        pytest.fail(f"JupyterLab did not answer on {self.base} within {START}s")
+        pytest.fail(f"JupyterLab did not answer on {self.base} within {START}s; it wrote:\n{self.output()}")
 
     def execute(self, kernel_id: str, code: str) -> str:
         """Run `code` in the kernel over the server's websocket; its stdout (fails on an error)."""
@@ -108,10 +111,11 @@ def test_make_lab_serves_the_notebooks_and_a_kernel_that_imports_mtlib(tmp_path)
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), IPYTHONDIR=str(tmp_path / "ipython"))
     # `make lab` as a user types it, on this environment (-o: do not re-run the set-up), headless.
     args = f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token}"
-    proc = subprocess.Popen(["make", "-s", "-C", str(ROOT), "-o", f"{venv}/.installed", "lab", f"VENV={venv}",
-                             f"LAB_ARGS={args}"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lab = Lab(port, token)
+    lab = Lab(port, token, tmp_path / "lab.log")
+    with open(lab.log, "w") as log:
+        proc = subprocess.Popen(["make", "-s", "-C", str(ROOT), "-o", f"{venv}/.installed", "lab", f"VENV={venv}",
+                                 f"LAB_ARGS={args}"], env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         lab.wait_until_up(proc)
         listing = lab.api("GET", "/api/contents/notebooks")
