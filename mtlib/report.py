@@ -682,9 +682,10 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
                       "figure_prefix": label, **({"profile": profile} if profile else {})}
             t0, executed = time.time(), reports / "notebooks" / f"{label}-seed{seed}.ipynb"
             print(f"papermill notebooks/{notebook}.ipynb -> {executed} {params}", flush=True)
-            try:
-                pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(at_root(executed)),
-                                    parameters=params, cwd=str(ROOT), progress_bar=False)
+            try:       # paths relative to the repository root: the executed copy records no machine paths
+                os.chdir(ROOT)
+                pm.execute_notebook(f"notebooks/{notebook}.ipynb", str(executed), parameters=params, cwd=".",
+                                    progress_bar=False)
             except pm.PapermillExecutionError as err:
                 raise ReportError(f"notebooks/{notebook}.ipynb (run {label}, seed {seed}) failed in cell "
                                   f"[{err.exec_count}]: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''}"
