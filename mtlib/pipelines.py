@@ -45,9 +45,16 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     cfg = make_config(cfg, **params)
     start = time.time()
     out = RunDir(cfg)
-    if cfg.resume and out.complete():
-        print(f"[{cfg.pipeline}] {out.path} is already complete with this config; loaded, not trained again")
-        return out.metrics()
+    if cfg.resume and (out.path / "metrics.json").exists():
+        before, now = out.metrics()["config"], cfg.to_dict()
+        changed = changed_keys(before, now)
+        if not changed:
+            print(f"[{cfg.pipeline}] {out.path} holds a finished run with these settings: loaded it "
+                  "(resume=false trains again)")
+            return out.metrics()
+        print(f"[{cfg.pipeline}] the finished run in {out.path} used "
+              + ", ".join(f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed)
+              + ": training again with the new settings")
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
@@ -81,6 +88,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "note": QUORA_NOTE,
     }
     out.finish(metrics)
+    metrics = out.metrics()                  # as a later resume=true loads it (JSON types)
     print(f"[{cfg.pipeline}] dev {fmt(final.best)}  wall {metrics['wall_s']:.0f}s  -> {out.path / 'metrics.json'}")
     return metrics
 
@@ -122,12 +130,6 @@ class RunDir:
     def __init__(self, cfg: Config):
         self.cfg, self.path = cfg, prepare_out_dir(cfg.out_dir)
         self.resume_file = self.path / "checkpoints" / "resume.pt"
-
-    def complete(self) -> bool:
-        """A finished run of this same config (the keys that change no result aside)."""
-        if not (self.path / "metrics.json").exists():
-            return False
-        return not changed_keys(self.metrics()["config"], self.cfg.to_dict())
 
     def metrics(self) -> dict:
         return json.loads((self.path / "metrics.json").read_text())
@@ -219,7 +221,8 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     now = cfg.to_dict()
     changed = changed_keys(before, now)
     if changed:
-        raise ValueError(f"resume: the run in {out} used different {changed}; pass the same values, or a new out_dir")
+        raise ValueError(f"resume: the run in {out} used different " + ", ".join(
+            f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
     return Checkpointer(ckpt_file, 0, None).load()
 
 

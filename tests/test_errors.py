@@ -67,13 +67,13 @@ def test_nan_loss_stops_naming_task_and_step_and_keeps_the_checkpoint(tiny_confi
     calls = {"n": 0}
     real = MultitaskModel.loss
 
-    def flaky(task, output, labels):
+    def flaky(self, task, output, labels):
         if task == "sts":
             calls["n"] += 1
             if calls["n"] == 6:
                 return torch.tensor(float("nan"))
-        return real(task, output, labels)
-    monkeypatch.setattr(MultitaskModel, "loss", staticmethod(flaky))
+        return real(self, task, output, labels)
+    monkeypatch.setattr(MultitaskModel, "loss", flaky)
     args = ["run"] + [f"{k}={v}" for k, v in {**tiny_config, "checkpoint_every": 2}.items()]
     assert main(args) == 2
     err = capsys.readouterr().err
