@@ -3,8 +3,10 @@
 Each step draws one batch from every task being trained. Each task's loss is backpropagated on its
 own (its batch is its own, so three backward passes cost what one summed backward costs) straight
 into task t's rows of `TaskGrads` (a flat T x P buffer plus the touched word-embedding rows);
-`surgery` turns them into one update (sum or PCGrad) and the step's telemetry. The heads keep their
-own gradients.
+`surgery` turns them into one update (`combine`: sum, PCGrad or a torchjd weighting) and the step's
+telemetry. The heads keep their own gradients. A single-task stage needs no combining and backpropagates
+straight into .grad; a frozen-encoder stage trains the heads on encoder outputs cached once (`FrozenFeatures`).
+Each step record carries its seconds per phase (`PhaseClock`), which `make profile` sums.
 """
 from __future__ import annotations
 
