@@ -313,6 +313,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # ------------------------------------------------------------------ 06: every gradient-combination method
+# What 06 runs by default with the smoke profile (tests): the reference, a QP weighting and the stateful one.
+SMOKE_METHODS = ("sum", "upgrad", "gradvac")
+
+
 def method_runs(out: str | Path, methods, seeds) -> dict[str, dict[int, dict]]:
     """{method: {seed: metrics.json}} of the runs in <out>/<method>/seed<k> that finished."""
     found = {}
@@ -413,7 +417,7 @@ def plot_methods(runs: dict[str, dict[int, dict]], table: pd.DataFrame, figures_
     ax.set_xticks(np.arange(len(methods)), methods)
     ax.set(title="dev metrics by gradient-combination method (bars: mean over seeds; dots: seeds)", ylim=(-0.05, 1))
     ax.legend(fontsize=8, ncol=4)
-    cost = table["step cost (× sum)"].reindex(methods)
+    cost = pd.to_numeric(table["step cost (× sum)"].reindex(methods), errors="coerce")   # NaN without sum runs
     ax_cost.barh(methods, cost, color="gray")
     ax_cost.axvline(1.0, color="black", lw=0.7)
     ax_cost.invert_yaxis()

@@ -9,9 +9,9 @@ from conftest import ROOT, SHARED_DATA
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_five_rungs_exist():
+def test_the_five_rungs_and_the_methods_notebook_exist():
     assert [p.stem for p in NOTEBOOKS] == ["01_baseline", "02_gradient_surgery", "03_cosine_similarity", "04_cs_gs",
-                                          "05_novel"]
+                                          "05_novel", "06_gradient_methods"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
