@@ -1,11 +1,14 @@
 """Training and evaluation speed, measured in ONE process, interleaved, on the embedded encoder and real data.
 
     python benchmarks/bench.py [--reps 5] [--steps 8]        (or: make bench)
+    python benchmarks/bench.py --methods-only [--method-reps 3] [--steps 8]   (section 6 only, printed)
 
 1. multitask step throughput (real tokens/s): a plain fp32 Hugging Face-style loop vs mtlib's fast path;
 2. PCGrad step time / summed-loss step time, both on mtlib's fast path, on identical batches;
 3. evaluation throughput (sentences/s) on the three dev sets, plain vs mtlib;
-4. the `novel` pipeline's wall time and the fast-path parity runs, read from their metrics.json.
+4. the `novel` pipeline's wall time and the fast-path parity runs, read from their metrics.json;
+5. the fast path with one piece off at a time;
+6. every `combine` method's step time / the summed step, on identical batches.
 Writes reports/performance.md. Medians over repetitions; the ratios are the result, not the absolute times.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mtlib import data as D  # noqa: E402
+from mtlib import surgery  # noqa: E402
 from mtlib import train as mtlib_train  # noqa: E402
 from mtlib.config import Config  # noqa: E402
 from mtlib.evaluate import predict  # noqa: E402
@@ -146,6 +150,29 @@ def ablation(loops: dict[str, FastLoop], reps: int, steps: int) -> dict[tuple[st
     return {k: statistics.median(v) for k, v in result.items()}
 
 
+def method_costs(fast: FastLoop, reps: int, steps: int) -> dict[str, float]:
+    """Median step time (s) of every combine method, on the fast path and identical batches; one process, the
+    methods' order rotated every repetition so that no method always runs first."""
+    times: dict[str, list[float]] = {m: [] for m in surgery.METHODS}
+    for rep in range(reps):
+        order = surgery.METHODS[rep % len(surgery.METHODS):] + surgery.METHODS[:rep % len(surgery.METHODS)]
+        for method in order:
+            times[method] += fast.run(steps, method, seed=200 + rep)[2]
+        print(f"methods rep {rep + 1}/{reps}: " + ", ".join(f"{m} {statistics.median(times[m]):.3f}s" for m in order),
+              flush=True)
+    return {m: statistics.median(v) for m, v in times.items()}
+
+
+def methods_section(costs: dict[str, float], reps: int, steps: int) -> list[str]:
+    return ["## 6. Cost of every `combine` method (fast path, identical batches)", "",
+            f"Median step time over {reps} interleaved repetitions of {steps} steps (methods in rotated order), and "
+            "its ratio to the summed step. Every method builds the same 3 x 3 fp64 Gram matrix and does the same "
+            "one weighted sum; only the T x T weights differ (torchjd's weightings for all but sum and pcgrad). "
+            "Goal: at most 1.10x.", "",
+            "| combine | median step (s) | / sum |", "|---|---|---|",
+            *[f"| {m} | {t:.3f} | {t / costs['sum']:.3f} |" for m, t in costs.items()], ""]
+
+
 def _peek(sampler: D.TaskSampler, n: int) -> list[np.ndarray]:
     """The next n batches of a sampler without consuming them."""
     state = sampler.state_dict()
@@ -160,6 +187,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--ablation-reps", type=int, default=3)
+    ap.add_argument("--method-reps", type=int, default=3, help="repetitions for section 6 (every combine method)")
+    ap.add_argument("--methods-only", action="store_true", help="measure section 6 only and print it (writes nothing)")
     ap.add_argument("--out", default="reports/performance.md")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -173,6 +202,10 @@ def main() -> None:
     splits = {t: raw[t]["train"] for t in D.TASKS}
     dev_splits = {t: raw[t]["dev"] for t in D.TASKS}
     fast = FastLoop(fast_model, data, cfg, device)
+    if args.methods_only:
+        fast.run(2, "sum", 99)                  # warm-up
+        print("\n".join(methods_section(method_costs(fast, args.method_reps, args.steps), args.method_reps, args.steps)))
+        return
     plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=cfg.lr)
     plain_iter = plain_batches(splits, cfg.batch_size, 0)
 
@@ -209,6 +242,8 @@ def main() -> None:
             predict(fast_model, data[t]["dev"], cfg, device)
         evals["mtlib (inference_mode, bf16, length-sorted, batch 256)"].append(n_sentences / (time.perf_counter() - t0))
 
+    costs = method_costs(fast, args.method_reps, args.steps) if args.method_reps else {}
+
     abl = {}
     if args.ablation_reps:
         torch_dropout_model, _ = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, "torch")
@@ -226,17 +261,22 @@ def main() -> None:
     print(f"PCGrad step / summed step = {ratio:.3f}")
     print(f"evaluation: mtlib / plain = {eval_speedup:.2f}x")
     write_report(Path(args.out if Path(args.out).is_absolute() else ROOT / args.out), args, cfg, device, med, speedup,
-                 step_time, ratio, eval_med, eval_speedup, n_sentences, abl)
+                 step_time, ratio, eval_med, eval_speedup, n_sentences, abl, costs)
 
 
-def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_med, eval_speedup, n_sentences, abl):
+def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_med, eval_speedup, n_sentences, abl,
+                 costs):
     from mtlib.evaluate import atomic_write_text
     from mtlib.pipelines import _version
-    parity = {"fast path on (bf16, bucketed, fast dropout) = `05_novel -p dropout 0`":
-              _metrics(ROOT / "reports/runs/05_novel-no-dropout/novel/metrics.json"),
-              "fast path off (fp32, unbucketed, nn.Dropout)": _metrics(ROOT / "reports/runs/parity-fp32-unbucketed/metrics.json"),
-              "fast path on = `05_novel` (dropout 0.1)": _metrics(ROOT / "reports/runs/05_novel/novel/metrics.json"),
-              "fast path off, dropout 0.1": _metrics(ROOT / "reports/runs/parity-fp32-unbucketed-dropout/metrics.json")}
+    worst, slowest = max((t / costs["sum"], m) for m, t in costs.items()) if costs else (None, None)
+    fast_nd, fast_d = (_metrics(ROOT / f"reports/runs/{label}/seed0/novel/metrics.json")
+                       for label in ("05_novel-no-dropout", "05_novel"))
+    parity = {"fast path on (bf16 where native, bucketed, fast dropout) = `05_novel -p dropout 0`": fast_nd,
+              "fast path off (fp32, unbucketed, nn.Dropout)":
+                  _metrics(ROOT / "reports/runs/parity-fp32-unbucketed/metrics.json", fast_nd[0]),
+              "fast path on = `05_novel` (dropout 0.1)": fast_d,
+              "fast path off, dropout 0.1":
+                  _metrics(ROOT / "reports/runs/parity-fp32-unbucketed-dropout/metrics.json", fast_d[0])}
     lines = [
         "# Performance (generated by `make bench`; do not edit)", "",
         f"Measured {datetime.now(timezone.utc).isoformat(timespec='seconds')} on {device_name(device)}; torch "
@@ -247,6 +287,8 @@ def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_m
         "| target | measured | met |", "|---|---|---|",
         f"| multitask step throughput >= 2.5x the plain fp32 loop | {speedup:.2f}x | {'yes' if speedup >= 2.5 else 'no'} |",
         f"| PCGrad step <= 1.05x the summed step | {ratio:.3f}x | {'yes' if ratio <= 1.05 else 'no'} |",
+        *([f"| every `combine` method <= 1.10x the summed step (section 6) | at most {worst:.3f}x ({slowest}) | "
+           f"{'yes' if worst <= 1.10 else 'no'} |"] if costs else []),
         *[f"| `{name}` on the CPU profile <= 20 min (the pipeline's wall time, section 4) | {m['wall_s'] / 60:.1f} min | "
           f"{'yes' if m['wall_s'] <= 1200 else 'no'} |" for name, (m, _) in
           (("05_novel", parity["fast path on = `05_novel` (dropout 0.1)"]),
@@ -278,7 +320,9 @@ def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_m
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (m, p) in parity.items():
-        if m:
+        if m and m.get("stale"):
+            lines.append(f"| {name} | stale: {m['stale']}; rerun `make parity` | | | | | | | `{p}` |")
+        elif m:
             lines.append(f"| {name} | {m['config']['dropout']} | {m['sst_acc']:.3f} | {m['para_acc']:.3f} | "
                          f"{m['sts_pearson']:.3f} | {m['overall']:.3f} | {m['wall_s'] / 60:.1f} | {m['device']} | `{p}` |")
         else:
@@ -300,12 +344,26 @@ def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_m
             lines.append(f"| {name} | {abl[(name, 0.1)]:,.0f} | {abl[(name, 0.1)] / base[0.1]:.2f} | "
                          f"{abl[(name, 0.0)]:,.0f} | {abl[(name, 0.0)] / base[0.0]:.2f} |")
         lines.append("")
+    if costs:
+        lines += methods_section(costs, args.method_reps, args.steps)
     atomic_write_text(path, "\n".join(lines))
     print(path)
 
 
-def _metrics(path: Path):
-    return (json.loads(path.read_text()) if path.exists() else None, path.relative_to(ROOT))
+SCHEDULE = ("profile", "lr", "batch_size", "epochs", "single_task_epochs", "frozen_epochs", "steps_per_epoch",
+            "max_length", "max_train", "dropout", "seed")
+
+
+def _metrics(path: Path, fast: dict | None = None):
+    """(metrics, path) of a finished run. With `fast` (the fast-path run it is compared with): a run whose schedule
+    differs from it is marked stale, since the parity row would then compare two different trainings."""
+    m = json.loads(path.read_text()) if path.exists() else None
+    if m and fast:
+        diff = [f"{k} {m['config'].get(k)} vs {fast['config'].get(k)}" for k in SCHEDULE
+                if m["config"].get(k) != fast["config"].get(k)]
+        if diff:
+            m = {**m, "stale": ", ".join(diff)}
+    return m, path.relative_to(ROOT)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ PLAN = (
 )
 SEEDS = (0, 1, 2)
 ONCE = ("00_data",)          # labels that train nothing: executed for the first seed only
+# Notebooks that loop over seeds themselves (-p seeds [...]): executed once, after PLAN, with all the seeds asked for,
+# into <reports_dir>/notebooks/<label>.ipynb and <reports_dir>/runs/<label>/<row>/seed<k>/.
+AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_methods"), ("07_beyond", {}, "07_beyond"))
 # results.md rows: (table, row name, run label, run folder inside <label>/seed<k>/)
 ROWS = (
     (1, "Baseline", "01_baseline", "baseline"),
@@ -663,8 +666,7 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
     an interrupted `make report` loses at most the steps since the last checkpoint. Figures of the first seed go
     to <reports_dir>/figures; the other seeds' beside their runs.
     """
-    import papermill as pm
-    labels = [label for _, _, label in PLAN]
+    labels = [label for _, _, label in PLAN] + [label for _, _, label in AFTER]
     unknown = sorted(set(only or []) - set(labels))
     if unknown:
         raise ReportError(f"unknown run label(s) {', '.join(unknown)}; valid: {', '.join(labels)}")
@@ -680,18 +682,30 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
                       "out_dir": str(folder), "seed": seed, "resume": True, "progress": False,
                       "figures_dir": str(reports / "figures" if seed == seeds[0] else folder / "figures"),
                       "figure_prefix": label, **({"profile": profile} if profile else {})}
-            t0, executed = time.time(), reports / "notebooks" / f"{label}-seed{seed}.ipynb"
-            print(f"papermill notebooks/{notebook}.ipynb -> {executed} {params}", flush=True)
-            try:       # paths relative to the repository root: the executed copy records no machine paths
-                os.chdir(ROOT)
-                pm.execute_notebook(f"notebooks/{notebook}.ipynb", str(executed), parameters=params, cwd=".",
-                                    progress_bar=False)
-            except pm.PapermillExecutionError as err:
-                raise ReportError(f"notebooks/{notebook}.ipynb (run {label}, seed {seed}) failed in cell "
-                                  f"[{err.exec_count}]: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''}"
-                                  f"; the full traceback is in {executed}") from None
-            print(f"  done in {(time.time() - t0) / 60:.1f} min", flush=True)
+            _papermill(notebook, reports / "notebooks" / f"{label}-seed{seed}.ipynb", params, f"run {label}, seed {seed}")
+    for notebook, params, label in AFTER:
+        if only and label not in only:
+            continue
+        params = {**{k: str(reports / v) for k, v in params.items()}, "out_dir": str(reports / "runs" / label),
+                  "seeds": list(seeds), "resume": True, "progress": False, **({"profile": profile} if profile else {})}
+        _papermill(notebook, reports / "notebooks" / f"{label}.ipynb", params, f"seeds {', '.join(map(str, seeds))}")
     return time.time() - start
+
+
+def _papermill(notebook: str, executed: Path, params: dict, what: str) -> None:
+    """Execute notebooks/<notebook>.ipynb into `executed`; a failing cell becomes one ReportError line."""
+    import papermill as pm
+    t0 = time.time()
+    print(f"papermill notebooks/{notebook}.ipynb -> {executed} {params}", flush=True)
+    try:       # paths relative to the repository root: the executed copy records no machine paths
+        os.chdir(ROOT)
+        pm.execute_notebook(f"notebooks/{notebook}.ipynb", str(executed), parameters=params, cwd=".",
+                            progress_bar=False)
+    except pm.PapermillExecutionError as err:
+        raise ReportError(f"notebooks/{notebook}.ipynb ({what}) failed in cell [{err.exec_count}]: {err.ename}: "
+                          f"{err.evalue.splitlines()[0] if err.evalue else ''}; the full traceback is in {executed}"
+                          ) from None
+    print(f"  done in {(time.time() - t0) / 60:.1f} min", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -907,3 +921,119 @@ def publish_predictions(metrics: dict, dest: str | Path) -> list[Path]:
     src, dest = at_root(metrics["config"]["out_dir"]) / "predictions", at_root(dest)
     dest.mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy2(f, dest / f.name)) for f in sorted(src.glob("*-output.csv"))]
+
+
+# ------------------------------------------------------------------ 06: every gradient-combination method
+# What 06 runs by default with the smoke profile (tests): the reference and a QP weighting (GradVac's state has its
+# own resume test).
+SMOKE_METHODS = ("sum", "upgrad")
+
+
+def method_runs(out: str | Path, methods, seeds) -> dict[str, dict[int, dict]]:
+    """{method: {seed: metrics.json}} of the runs in <out>/<method>/seed<k> that finished."""
+    found = {}
+    for method in methods:
+        for seed in seeds:
+            path = Path(out) / method / f"seed{seed}" / "metrics.json"
+            if path.exists():
+                found.setdefault(method, {})[seed] = json.loads(path.read_text())
+    return found
+
+
+def method_telemetry(out_dir: str | Path, stage: str = "multitask") -> dict:
+    """Median step time, median pairwise cosine of the raw task gradients (all pairs, all steps) and mean
+    conflicting pairs per step, from a run's metrics.jsonl."""
+    s = steps(out_dir, stage)
+    cosines = s[[f"cos_{a}_{b}" for a, b in TASK_PAIRS if f"cos_{a}_{b}" in s]].to_numpy().ravel()
+    return {"step_s": float(s["step_s"].median()), "median cos": float(pd.Series(cosines).median()),
+            "conflicts / step": float(s["conflicts"].mean())}
+
+
+def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: str = "sum") -> pd.DataFrame:
+    """One row per method: dev metrics mean ± std over seeds, step cost relative to `reference` (median step_s,
+    separate runs, not interleaved: see performance.md for the interleaved cost), median pairwise gradient
+    cosine and conflicts per step (means over seeds)."""
+    tele = {m: [method_telemetry(Path(out) / m / f"seed{s}") for s in by_seed] for m, by_seed in runs.items()}
+    ref_step = pd.Series([t["step_s"] for t in tele.get(reference, [])], dtype=float).mean()
+    rows = []
+    for method, by_seed in runs.items():
+        row = {"method": method, "seeds": len(by_seed)}
+        for k in METRICS:
+            v = pd.Series([m[k] for m in by_seed.values()])
+            row[k] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+        t = pd.DataFrame(tele[method]).mean()
+        row["step cost (× sum)"] = round(t["step_s"] / ref_step, 3) if pd.notna(ref_step) else None
+        row["median cos"] = round(t["median cos"], 3)
+        row["conflicts / step"] = round(t["conflicts / step"], 2)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dict:
+    """Mean of the paired differences a - b over the seeds both have, with its t-interval (n - 1 df)."""
+    from scipy import stats
+    seeds = sorted(set(a) & set(b))
+    d = pd.Series([a[s] - b[s] for s in seeds], dtype=float)
+    n = len(d)
+    if n < 2:
+        return {"n": n, "mean": float(d.mean()) if n else float("nan"), "low": None, "high": None}
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / n ** 0.5)
+    return {"n": n, "mean": float(d.mean()), "low": float(d.mean()) - half, "high": float(d.mean()) + half}
+
+
+def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum", metric: str = "overall") -> str:
+    """Which method, if any, beats `reference` on dev `metric`: a paired 95% t-interval over seeds that excludes
+    zero (markdown)."""
+    if reference not in runs:
+        return f"- No `{reference}` runs: nothing to compare with."
+    base = {s: m[metric] for s, m in runs[reference].items()}
+    lines, winners, unresolved = [], [], {}
+    for method, by_seed in runs.items():
+        if method == reference:
+            continue
+        ci = paired_interval({s: m[metric] for s, m in by_seed.items()}, base)
+        if ci["low"] is None:
+            unresolved[method] = ci["n"]
+            lines.append(f"- **{method}** vs {reference}: {metric} difference {ci['mean']:+.3f}; not resolved "
+                         f"(n={ci['n']}).")
+            continue
+        verdict = ("**beats**" if ci["low"] > 0 else "**is worse than**" if ci["high"] < 0
+                   else "is not distinguishable from")
+        if ci["low"] > 0:
+            winners.append(method)
+        lines.append(f"- **{method}** {verdict} {reference}: {metric} difference {ci['mean']:+.3f}, 95% interval "
+                     f"[{ci['low']:+.3f}, {ci['high']:+.3f}] (paired over {ci['n']} seeds).")
+    if winners:
+        summary = f"**Beats `{reference}` (95% interval above zero): {', '.join(winners)}.**"
+    elif unresolved and len(unresolved) == len(lines):
+        summary = (f"**Not resolved (n={max(unresolved.values())}):** fewer than two seeds per method give no "
+                   "interval; run more `seeds`.")
+    else:
+        summary = f"**No method beats `{reference}`** with a 95% paired interval that excludes zero."
+    return "\n".join([summary, "", *lines])
+
+
+def plot_methods(runs: dict[str, dict[int, dict]], table: pd.DataFrame, figures_dir=None, name: str = "methods"):
+    """The methods side by side: each dev metric (mean, with every seed as a dot) and the step cost."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    methods = list(runs)
+    fig, (ax, ax_cost) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / len(METRICS)
+    for k, metric in enumerate(METRICS):
+        x = np.arange(len(methods)) + (k - (len(METRICS) - 1) / 2) * width
+        values = [[m[metric] for m in runs[meth].values()] for meth in methods]
+        bars = ax.bar(x, [np.mean(v) for v in values], width, label=metric, alpha=0.75)
+        for xi, v in zip(x, values):
+            ax.plot([xi] * len(v), v, ".", color=bars.patches[0].get_facecolor(), mec="black", mew=0.4, ms=5)
+    ax.set_xticks(np.arange(len(methods)), methods)
+    ax.set(title="dev metrics by gradient-combination method (bars: mean over seeds; dots: seeds)", ylim=(-0.05, 1))
+    ax.legend(fontsize=8, ncol=4)
+    cost = pd.to_numeric(table["step cost (× sum)"].reindex(methods), errors="coerce")   # NaN without sum runs
+    ax_cost.barh(methods, cost, color="gray")
+    ax_cost.axvline(1.0, color="black", lw=0.7)
+    ax_cost.invert_yaxis()
+    ax_cost.set(title="step time / sum (median step_s)", xlabel="× sum")
+    fig.tight_layout()
+    _save(fig, figures_dir, name)
+    return fig

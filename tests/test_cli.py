@@ -10,8 +10,21 @@ from conftest import ROOT
 
 
 def mtlib(*args, env=None):
+    """`python -m mtlib ...` in a new process: the real entry point, for the tests that need one."""
     return subprocess.run([sys.executable, "-m", "mtlib", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=300)
+
+
+@pytest.fixture
+def cli(capsys):
+    """The same `main`, in this process (a new Python costs ~6 s of imports a call): exit code, stdout, stderr."""
+    from mtlib.__main__ import main
+
+    def call(*args):
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return call
 
 
 @pytest.mark.parametrize("args,message", [
@@ -20,27 +33,27 @@ def mtlib(*args, env=None):
     (["run", "dropout"], "is not key=value"),
     (["frobnicate"], "unknown command"),
 ])
-def test_bad_arguments(args, message):
-    r = mtlib(*args)
+def test_bad_arguments(args, message, cli):
+    r = cli(*args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
-def test_missing_data_dir_says_how_to_download(tmp_path, tiny_encoder):
-    r = mtlib("run", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tmp_path / 'nodata'}",
+def test_missing_data_dir_says_how_to_download(tmp_path, tiny_encoder, cli):
+    r = cli("run", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tmp_path / 'nodata'}",
               f"out_dir={tmp_path / 'out'}")
     assert r.returncode == 2 and "python -m mtlib download" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_unloadable_encoder(tmp_path, tiny_data):
-    r = mtlib("run", "profile=smoke", f"encoder={tmp_path / 'no-such-model'}", f"data_dir={tiny_data}",
+def test_unloadable_encoder(tmp_path, tiny_data, cli):
+    r = cli("run", "profile=smoke", f"encoder={tmp_path / 'no-such-model'}", f"data_dir={tiny_data}",
               f"out_dir={tmp_path / 'out'}")
     assert r.returncode == 2 and "could not be loaded" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_out_dir_not_writable(tmp_path, tiny_data, tiny_encoder):
+def test_out_dir_not_writable(tmp_path, tiny_data, tiny_encoder, cli):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    r = mtlib("run", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tiny_data}", f"out_dir={blocker / 'x'}")
+    r = cli("run", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tiny_data}", f"out_dir={blocker / 'x'}")
     assert r.returncode == 2 and "not writable" in r.stderr
 
 
@@ -54,8 +67,8 @@ def test_run_prints_and_writes_metrics(tmp_path, tiny_data, tiny_encoder):
     assert len(list((tmp_path / "out" / "predictions").glob("*-output.csv"))) == 6
 
 
-def test_report_unknown_label_lists_the_valid_ones():
-    r = mtlib("report", "--execute", "--only", "06_magic")
+def test_report_unknown_label_lists_the_valid_ones(cli):
+    r = cli("report", "--execute", "--only", "06_magic")
     assert r.returncode == 2 and "unknown run label(s) 06_magic; valid: 00_data, 01_baseline" in r.stderr
     assert "Traceback" not in r.stderr
 

@@ -19,8 +19,10 @@ NOTEBOOKS = [ROOT / "notebooks" / "00_data.ipynb", *RUNGS]
 FIELDS = {f.name: f.default for f in dataclasses.fields(Config)}
 
 
-def test_the_data_notebook_and_the_five_rungs_exist():
-    assert all(p.is_file() for p in NOTEBOOKS)
+def test_the_data_notebook_the_five_rungs_and_the_two_beyond_them_exist():
+    assert [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))] == [
+        "00_data", "01_baseline", "02_gradient_surgery", "03_cosine_similarity", "04_cs_gs", "05_novel",
+        "06_gradient_methods", "07_beyond"]
 
 
 def cells(path):

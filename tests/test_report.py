@@ -70,3 +70,22 @@ def test_run_profile_adds_up_to_the_wall_time(tiny_config):
     assert t.loc["multitask", "surgery"] > 0 and t.loc["single_sst", "surgery"] == 0
     md = report.profile_markdown([tiny_config["out_dir"]])
     assert "| frozen |" in md and "Share of the run's" in md
+
+
+def test_execute_runs_each_seed_of_the_rungs_then_the_seed_looping_notebooks_once_with_all_seeds(tmp_path, monkeypatch):
+    import papermill as pm
+    calls = []
+    monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: calls.append((src, dst, parameters)))
+    report.execute("smoke", ["04_cs_gs-no-dropout", "06_gradient_methods", "07_beyond"], tmp_path / "rep", (1, 2))
+    assert [(c[0], c[1]) for c in calls] == [
+        ("notebooks/04_cs_gs.ipynb", str(tmp_path / "rep/notebooks/04_cs_gs-no-dropout-seed1.ipynb")),
+        ("notebooks/04_cs_gs.ipynb", str(tmp_path / "rep/notebooks/04_cs_gs-no-dropout-seed2.ipynb")),
+        ("notebooks/06_gradient_methods.ipynb", str(tmp_path / "rep/notebooks/06_gradient_methods.ipynb")),
+        ("notebooks/07_beyond.ipynb", str(tmp_path / "rep/notebooks/07_beyond.ipynb"))]
+    assert calls[1][2]["seed"] == 2 and calls[1][2]["dropout"] == 0
+    assert calls[1][2]["out_dir"] == str(tmp_path / "rep/runs/04_cs_gs-no-dropout/seed2")
+    methods, beyond = calls[2][2], calls[3][2]
+    assert methods["seeds"] == [1, 2] and beyond["seeds"] == [1, 2] and "seed" not in methods
+    assert methods["out_dir"] == str(tmp_path / "rep/runs/06_gradient_methods")
+    assert methods["figures_dir"] == str(tmp_path / "rep/figures") and "figures_dir" not in beyond
+    assert methods["resume"] is True and methods["profile"] == "smoke"

@@ -1,0 +1,49 @@
+"""The 06 notebook's table and conclusion: paired t-intervals over seeds, computed from metrics.json files."""
+import json
+
+import pytest
+
+from mtlib import report
+
+
+def test_paired_interval_known_answer():
+    ci = report.paired_interval({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.5, 2: 0.5})   # d = 0.1, 0.2, 0.3
+    half = 4.302652729749464 * 0.1 / 3 ** 0.5                                          # t(0.975, 2 df) sd / sqrt(n)
+    assert ci["n"] == 3 and ci["mean"] == pytest.approx(0.2)
+    assert (ci["low"], ci["high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert report.paired_interval({0: 0.6, 5: 0.1}, {0: 0.5})["low"] is None      # only seed 0 is paired
+
+
+def _runs(values: dict[str, list[float]]) -> dict[str, dict[int, dict]]:
+    return {m: {s: {"overall": v} for s, v in enumerate(vs)} for m, vs in values.items()}
+
+
+def test_conclusion_names_only_the_methods_whose_interval_excludes_zero():
+    text = report.methods_conclusion(_runs({"sum": [0.50, 0.60, 0.55], "upgrad": [0.55, 0.66, 0.62],
+                                            "mgda": [0.60, 0.50, 0.58], "pcgrad": [0.40, 0.49, 0.46]}))
+    assert text.startswith("**Beats `sum` (95% interval above zero): upgrad.**")
+    assert "**mgda** is not distinguishable from sum" in text and "**pcgrad** **is worse than** sum" in text
+
+
+def test_conclusion_with_one_seed_is_not_resolved():
+    text = report.methods_conclusion(_runs({"sum": [0.5], "upgrad": [0.9]}))
+    assert text.startswith("**Not resolved (n=1)") and "not resolved (n=1)" in text
+    assert "No method beats" in report.methods_conclusion(_runs({"sum": [0.5, 0.6], "upgrad": [0.5, 0.6]}))
+
+
+def test_methods_table_reads_metrics_and_telemetry(tmp_path):
+    for method, step_s, cos in (("sum", 0.2, 0.1), ("cagrad", 0.3, -0.2)):
+        for seed, overall in enumerate((0.5, 0.7)):
+            d = tmp_path / method / f"seed{seed}"
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({"sst_acc": 0.4, "para_acc": 0.6, "sts_pearson": 0.5,
+                                                        "overall": overall}))
+            steps = [{"type": "step", "stage": "multitask", "step": i, "step_s": step_s, "conflicts": i % 2,
+                      "cos_sst_para": cos, "cos_sst_sts": cos, "cos_para_sts": 1.0} for i in range(4)]
+            (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in steps) + "\n")
+    runs = report.method_runs(tmp_path, ["sum", "cagrad", "upgrad"], [0, 1])
+    assert set(runs) == {"sum", "cagrad"} and set(runs["sum"]) == {0, 1}
+    table = report.methods_table(runs, tmp_path)
+    assert table.loc["cagrad", "overall"] == "0.600 ± 0.141" and table.loc["cagrad", "seeds"] == 2
+    assert table.loc["cagrad", "step cost (× sum)"] == 1.5 and table.loc["sum", "step cost (× sum)"] == 1.0
+    assert table.loc["cagrad", "median cos"] == -0.2 and table.loc["cagrad", "conflicts / step"] == 0.5
