@@ -603,15 +603,17 @@ def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
                 lines.append(f"| {name} | not run | | | | 0 | " + " | ".join(_paper(name)) + " | |")
                 continue
             ours = [_mean_std([m[k] for m in runs.values()]) for k in METRICS]
-            wall = sum(m["wall_s"] for m in runs.values()) / len(runs) / 60
+            whole = [m["wall_s"] / 60 for m in runs.values() if not m.get("resumed")]   # a resumed run's is partial
+            wall = f"{sum(whole) / len(whole):.1f}" if whole else "resumed"
             lines.append(f"| {name} | " + " | ".join(ours) + f" | {len(runs)} | " + " | ".join(_paper(name))
-                         + f" | {wall:.1f} |")
+                         + f" | {wall} |")
             for seed, m in runs.items():
                 c = m["config"]
                 meta.append(f"| {name} | {seed} | `{label}/seed{seed}/{sub}` | {m['device']} | {m['precision']} "
                             f"| {m['encoder']} | {c['profile']} | {c['dropout']} | {c['lr']} | {c['batch_size']} "
                             f"| {c['epochs']} × {c['steps_per_epoch'] or 'full'} "
-                            f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f} | {m['finished_at']} |")
+                            f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f}"
+                            f"{' (resumed: last process only)' if m.get('resumed') else ''} | {m['finished_at']} |")
         lines.append("")
     claims = claims_table(rows)
     lines += ["## The report's claims, tested", "",
@@ -627,6 +629,8 @@ def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
               "| epochs × steps | mtlib commit | wall (min) | finished |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
+              "`wall (min)` in the tables above is the mean over the runs that trained in one process; a resumed run's "
+              "counts only its last process, and is left out of that mean.", "",
               "## Caveats", "",
               "- **Quora is not the official split.** The shared data's Quora train/dev/test files are a split of the "
               "official `quora-dev.csv` (20,214 pairs), so Quora numbers are not comparable with the report's, which "

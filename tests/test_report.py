@@ -28,12 +28,23 @@ def _fake_run(folder, **metrics):
     folder.mkdir(parents=True)
     m = {"sst_acc": 0.4, "para_acc": 0.7, "sts_pearson": 0.8, **metrics}
     m["overall"] = (m["sst_acc"] + m["para_acc"] + m["sts_pearson"]) / 3
-    m.update(final_stage="multitask", best_epoch=1, wall_s=60.0, device="cpu: test", precision="fp32",
+    m = {**dict(final_stage="multitask", best_epoch=1, wall_s=60.0, device="cpu: test", precision="fp32",
              encoder="all-MiniLM-L6-v2", finished_at="2026-11-28T00:00:00+00:00", versions={"mtlib": "abc"},
              majority={"sst_acc": 0.26, "para_acc": 0.63},
              config={"profile": "cpu", "dropout": 0.1, "lr": 5e-5, "batch_size": 16, "epochs": 1,
-                     "steps_per_epoch": 700})
+                     "steps_per_epoch": 700}), **m}
     (folder / "metrics.json").write_text(json.dumps(m))
+
+
+def test_a_resumed_runs_partial_wall_time_is_marked_and_left_out_of_the_rows_mean(tmp_path):
+    _fake_run(tmp_path / "03_cosine_similarity" / "seed0" / "cs", wall_s=600.0)
+    _fake_run(tmp_path / "03_cosine_similarity" / "seed1" / "cs", wall_s=60.0, resumed=True)
+    _fake_run(tmp_path / "01_baseline" / "seed0" / "baseline", wall_s=60.0, resumed=True)
+    lines = report.results_markdown(tmp_path).splitlines()
+    assert next(x for x in lines if x.startswith("| Cosine Similarity (CS) |")).endswith("| 10.0 |")
+    assert next(x for x in lines if x.startswith("| Baseline |")).endswith("| resumed |")
+    assert any(x.startswith("| Cosine Similarity (CS) | 1 |") and "| 1.0 (resumed: last process only) |" in x
+               for x in lines)
 
 
 def test_results_show_mean_std_n_and_paired_claims(tmp_path):
