@@ -54,6 +54,17 @@ def test_committed_without_outputs_and_with_one_parameters_cell(path):
     assert "next" in nb.cells[0].source.lower() and "cost" in nb.cells[0].source.lower()
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_papermill_parses_every_line_of_the_parameters_cell(path, caplog):
+    """papermill reads each parameter's name, type and comment from its line (`papermill --help-notebook`, and
+    JupyterLab's parameter view); a comment it cannot parse (an '=' or a quote in it) drops the line there."""
+    import papermill as pm
+    with caplog.at_level("WARNING", logger="papermill"):
+        seen = pm.inspect_notebook(str(path))
+    assert not [r.getMessage() for r in caplog.records if "Unable to parse" in r.getMessage()]
+    assert set(seen) == set(assigned(cells(path)[2].source))
+
+
 @pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
 def test_the_parameters_cell_lists_every_config_field_the_notebook_does_not_fix(path):
     _, code, parameters = cells(path)
