@@ -43,7 +43,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     from its checkpoint. Otherwise the folder's previous outputs are removed first, so nothing stale survives.
     """
     cfg = make_config(cfg, **params)
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     out = RunDir(cfg)
     if cfg.resume and (out.path / "metrics.json").exists():
         before, now = out.metrics()["config"], cfg.to_dict()
@@ -84,6 +84,9 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
                      "python": platform.python_version(), "mtlib": git_commit()},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(time.time() - start, 1),
+        # CPU seconds of this process, all threads: cpu_s / (wall_s x threads) well below 1 on a CPU run means the
+        # machine was shared (another job, a test run), and wall_s is not this run's speed.
+        "cpu_s": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
         "resumed": stages.resumed,                  # wall_s then counts only the process that finished the run
         "note": QUORA_NOTE,
     }

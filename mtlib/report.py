@@ -613,7 +613,8 @@ def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
                             f"| {m['encoder']} | {c['profile']} | {c['dropout']} | {c['lr']} | {c['batch_size']} "
                             f"| {c['epochs']} × {c['steps_per_epoch'] or 'full'} "
                             f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f}"
-                            f"{' (resumed: last process only)' if m.get('resumed') else ''} | {m['finished_at']} |")
+                            f"{' (resumed: last process only)' if m.get('resumed') else ''} | {_cpu_use(m)} "
+                            f"| {m['finished_at']} |")
         lines.append("")
     claims = claims_table(rows)
     lines += ["## The report's claims, tested", "",
@@ -627,10 +628,12 @@ def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
         mean = "" if r.mean != r.mean else f"{r.mean:+.3f}"
         lines.append(f"| {r.claim} | {r.metric} | {r.difference} | {r.n} | {mean} | {ci} | {r.verdict} |")
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
-              "| epochs × steps | mtlib commit | wall (min) | finished |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
+              "| epochs × steps | mtlib commit | wall (min) | CPU use | finished |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
               "`wall (min)` in the tables above is the mean over the runs that trained in one process; a resumed run's "
-              "counts only its last process, and is left out of that mean.", "",
+              "counts only its last process, and is left out of that mean. `CPU use`: the run's CPU seconds over "
+              "wall seconds × threads (recorded since mtlib 343832c); well below 100% on a CPU run means the machine "
+              "was shared, so that wall time is not the code's speed.", "",
               "## Caveats", "",
               "- **Quora is not the official split.** The shared data's Quora train/dev/test files are a split of the "
               "official `quora-dev.csv` (20,214 pairs), so Quora numbers are not comparable with the report's, which "
@@ -893,6 +896,10 @@ def ablation_configs(best: dict, ablate: list[str]) -> dict[str, dict]:
 def run_folder(name: str) -> str:
     """A folder name for an ablation row: "sts_head=mlp, sts_loss=mse" -> "sts_head-mlp+sts_loss-mse"."""
     return name.replace(", ", "+").replace("=", "-")
+
+
+def _cpu_use(m: dict) -> str:
+    return f"{m['cpu_s'] / (m['wall_s'] * m['threads']):.0%}" if m.get("cpu_s") and m.get("threads") else ""
 
 
 def _mean_std(values: list[float], digits: int = 3) -> str:

@@ -47,6 +47,14 @@ def test_a_resumed_runs_partial_wall_time_is_marked_and_left_out_of_the_rows_mea
                for x in lines)
 
 
+def test_cpu_use_is_cpu_seconds_over_wall_times_threads(tmp_path):
+    _fake_run(tmp_path / "03_cosine_similarity" / "seed0" / "cs", wall_s=100.0, cpu_s=100.0, threads=2)
+    _fake_run(tmp_path / "03_cosine_similarity" / "seed1" / "cs", wall_s=100.0)          # before cpu_s was recorded
+    lines = report.results_markdown(tmp_path).splitlines()
+    assert any(x.startswith("| Cosine Similarity (CS) | 0 |") and "| 1.7 | 50% | 2026" in x for x in lines)
+    assert any(x.startswith("| Cosine Similarity (CS) | 1 |") and "| 1.7 |  | 2026" in x for x in lines)
+
+
 def test_results_show_mean_std_n_and_paired_claims(tmp_path):
     for seed, sts_gs in ((0, 0.70), (1, 0.71), (2, 0.69)):
         _fake_run(tmp_path / "01_baseline" / f"seed{seed}" / "baseline", sts_pearson=0.80 + seed / 100)
