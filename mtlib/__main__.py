@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     from .train import TrainingError
     try:
         if command == "run":
-            from .pipelines import run
+            from .pipelines import QUORA_NOTE, run
+            from .report import PAPER
             run(parse_params(rest))
+            best = "Novel: CS + GS, no dropout"
+            print("the report's best row ({}; BERT-base, the official 141k Quora pairs): SST {:.3f} / Quora {:.3f} / "
+                  "STS r {:.3f} / overall {:.3f}\n{}".format(best, *PAPER[best], QUORA_NOTE))
         elif command == "download":
             from .data import download
             ap = argparse.ArgumentParser(prog="python -m mtlib download")

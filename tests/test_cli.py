@@ -63,6 +63,7 @@ def test_run_prints_and_writes_metrics(tmp_path, tiny_data, tiny_encoder):
     assert r.returncode == 0, r.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert f"overall={metrics['overall']:.3f}" in r.stdout
+    assert "the report's best row (Novel: CS + GS, no dropout; " in r.stdout and "overall 0.708" in r.stdout
     assert metrics["config"]["dropout"] == 0.0
     assert 0 < metrics["cpu_s"] and metrics["threads"] >= 1       # the run's CPU time, to tell a shared machine
     assert len(list((tmp_path / "out" / "predictions").glob("*-output.csv"))) == 6
