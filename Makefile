@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
-	$(PY) -c "import torch; print(torch.__version__)" > $(VENV)/.torch
+	$(PY) -c "import torch; print(torch.__version__)" 2>/dev/null > $(VENV)/.torch
 	$(PIP) install -q uv && $(VENV)/bin/uv pip install -q --python $(PY) -e ".[dev]" || $(PIP) install -q -e ".[dev]"
 	@test "$$($(PY) -c 'import torch; print(torch.__version__)')" = "$$(cat $(VENV)/.torch)" \
 	  || { echo "setup: installing mtlib replaced torch $$(cat $(VENV)/.torch); see README, PyTorch: CPU or CUDA"; exit 1; }
