@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv with torch (CPU) and mtlib
 
-run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 4 min on 2 cores)
+run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 45 min on 2 AMD EPYC cores in fp32)
 	$(PY) -m mtlib run pipeline=novel profile=$(PROFILE) dropout=0 seed=0 out_dir=runs/novel
 
 test: setup  ## unit tests + every notebook under nbval (smoke profile)
