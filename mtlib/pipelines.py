@@ -52,9 +52,8 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
             print(f"[{cfg.pipeline}] {out.path} holds a finished run with these settings: loaded it "
                   "(resume=false trains again)")
             return out.metrics()
-        print(f"[{cfg.pipeline}] the finished run in {out.path} used "
-              + ", ".join(f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed)
-              + ": training again with the new settings")
+        print(f"[{cfg.pipeline}] the finished run in {out.path} used {describe(changed, before, now)}: "
+              "training again with the new settings")
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
@@ -215,6 +214,11 @@ def changed_keys(before: dict, now: dict) -> list[str]:
     return [k for k in now if k not in RESUME_IGNORES and before.get(k, defaults.get(k)) != now[k]]
 
 
+def describe(changed: list[str], before: dict, now: dict) -> str:
+    """"lr=1e-05 (now 5e-05), seed=0 (now 1)": the changed keys, old and new values."""
+    return ", ".join(f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed)
+
+
 def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     """The saved state to go on from, after checking the run's config matches the one saved."""
     if not ckpt_file.exists():
@@ -224,8 +228,8 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     now = cfg.to_dict()
     changed = changed_keys(before, now)
     if changed:
-        raise ValueError(f"resume: the run in {out} used different " + ", ".join(
-            f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed) + "; pass the same values, or a new out_dir")
+        raise ValueError(f"resume: the run in {out} used different {describe(changed, before, now)}; "
+                         "pass the same values, or a new out_dir")
     return Checkpointer(ckpt_file, 0, None).load()
 
 

@@ -969,9 +969,7 @@ def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: 
     rows = []
     for method, by_seed in runs.items():
         row = {"method": method, "seeds": len(by_seed)}
-        for k in METRICS:
-            v = pd.Series([m[k] for m in by_seed.values()])
-            row[k] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+        row.update({k: _mean_std([m[k] for m in by_seed.values()]) for k in METRICS})
         t = pd.DataFrame(tele[method]).mean()
         row["step cost (× sum)"] = round(t["step_s"] / ref_step, 3) if pd.notna(ref_step) else None
         row["median cos"] = round(t["median cos"], 3)
@@ -981,15 +979,11 @@ def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: 
 
 
 def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dict:
-    """Mean of the paired differences a - b over the seeds both have, with its t-interval (n - 1 df)."""
-    from scipy import stats
+    """Mean of the paired differences a - b over the seeds both have, with its t-interval (`interval`); the bounds
+    are None when fewer than two seeds pair."""
     seeds = sorted(set(a) & set(b))
-    d = pd.Series([a[s] - b[s] for s in seeds], dtype=float)
-    n = len(d)
-    if n < 2:
-        return {"n": n, "mean": float(d.mean()) if n else float("nan"), "low": None, "high": None}
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / n ** 0.5)
-    return {"n": n, "mean": float(d.mean()), "low": float(d.mean()) - half, "high": float(d.mean()) + half}
+    mean, lo, hi = interval([a[s] - b[s] for s in seeds], level)
+    return {"n": len(seeds), "mean": mean, "low": None if lo != lo else lo, "high": None if hi != hi else hi}
 
 
 def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum", metric: str = "overall") -> str:
