@@ -16,8 +16,8 @@ SEEDS ?= 0 1 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
 .PHONY: setup run test lab report bench parity sweep profile data clean strip
-# torch with pip (the pinned wheel); the rest with uv (about 20 s here, against about 3 min with pip; the same
-# versions): the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
+# torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
+# versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
