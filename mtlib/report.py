@@ -632,7 +632,7 @@ def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
               "`wall (min)` in the tables above is the mean over the runs that trained in one process; a resumed run's "
               "counts only its last process, and is left out of that mean. `CPU use`: the run's CPU seconds over "
-              "wall seconds × threads (recorded since mtlib 343832c); well below 100% on a CPU run means the machine "
+              "wall seconds × threads (recorded since mtlib 983957f); well below 100% on a CPU run means the machine "
               "was shared, so that wall time is not the code's speed.", "",
               "## Caveats", "",
               "- **Quora is not the official split.** The shared data's Quora train/dev/test files are a split of the "
