@@ -13,17 +13,22 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 PROFILE ?= cpu
 SEEDS ?= 0 1 2
+# pytest-xdist workers for make test, one torch thread each (conftest.py); --dist loadfile keeps a notebook's cells in
+# one kernel. 0 runs the suite in this process, as plain `pytest --nbval-lax` does.
+TEST_WORKERS ?= 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
 .PHONY: setup run test lab report bench parity sweep profile data clean strip
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
+# --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
+# process would compile transformers & co. again; measured here, that costs each notebook kernel about 10 s.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(PY) -c "import torch; print(torch.__version__)" 2>/dev/null > $(VENV)/.torch
-	$(PIP) install -q uv && $(VENV)/bin/uv pip install -q --python $(PY) -e ".[dev]" || $(PIP) install -q -e ".[dev]"
+	$(PIP) install -q uv && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e ".[dev]" || $(PIP) install -q -e ".[dev]"
 	@test "$$($(PY) -c 'import torch; print(torch.__version__)')" = "$$(cat $(VENV)/.torch)" \
 	  || { echo "setup: installing mtlib replaced torch $$(cat $(VENV)/.torch); see README, PyTorch: CPU or CUDA"; exit 1; }
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -34,8 +39,8 @@ setup: $(VENV)/.installed  ## create .venv with torch (CPU) and mtlib
 run: setup  ## the report's novel pipeline, CPU profile, no dropout (about 45 min on 2 AMD EPYC cores in fp32)
 	$(PY) -m mtlib run pipeline=novel profile=$(PROFILE) dropout=0 seed=0 out_dir=runs/novel
 
-test: setup  ## unit tests + every notebook under nbval (smoke profile)
-	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q
+test: setup  ## unit tests + every notebook under nbval (smoke profile), on TEST_WORKERS processes
+	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q -n $(TEST_WORKERS) --dist loadfile
 
 # lab: as root (a container, CI) Jupyter refuses to start without --allow-root. LAB_ARGS: more server options.
 lab: setup  ## JupyterLab at the repository root: the project's kernel, data folder and offline hub as for make run

@@ -16,3 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if SHARED_DATA.is_dir():
     os.environ.setdefault("MTLIB_DATA_DIR", str(SHARED_DATA))
+
+# Under pytest-xdist (`make test` runs TEST_WORKERS workers): one torch thread per worker, and per notebook kernel or
+# subprocess it starts, so that the workers share the cores instead of each spinning two threads on them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+    torch.set_num_threads(1)

@@ -87,8 +87,11 @@ def shown(path: str | os.PathLike) -> str:
     p = Path(path)
     if not p.is_absolute():
         return str(p)
-    relative = os.path.relpath(p.resolve(), ROOT)
-    return str(p) if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative
+    for candidate in (os.path.abspath(p), p.resolve()):     # as given first: ../shared may be a symbolic link
+        relative = os.path.relpath(candidate, ROOT)
+        if not relative.startswith(os.path.join(os.pardir, os.pardir)):
+            return relative
+    return str(p)
 
 
 def _short_warnings() -> None:

@@ -129,7 +129,7 @@ def test_make_lab_serves_the_notebooks_and_a_kernel_that_imports_mtlib(tmp_path)
             "                  'data': os.environ.get('MTLIB_DATA_DIR'), 'offline': os.environ.get('HF_HUB_OFFLINE')}))")))
         assert Path(seen["prefix"]).resolve() == venv.resolve()          # the project's kernel
         assert Path(seen["cwd"]).resolve() == (ROOT / "notebooks").resolve()
-        assert seen["data"] == makefile_data_dir() and seen["offline"] == "1"
+        assert Path(seen["data"]).resolve() == Path(makefile_data_dir()) and seen["offline"] == "1"
         assert seen["version"]
         lab.api("DELETE", f"/api/kernels/{kernel['id']}")
     finally:

@@ -117,6 +117,15 @@ def test_setup_shows_mtlib_warnings_without_machine_paths(fresh):
     assert warnings.formatwarning("x", UserWarning, "/elsewhere/a.py", 1).startswith("/elsewhere/a.py:1: UserWarning")
 
 
+def test_a_data_folder_beside_the_repository_shows_relative_when_it_is_a_symbolic_link(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere" / "data").mkdir(parents=True)
+    (tmp_path / "work" / "repo").mkdir(parents=True)
+    (tmp_path / "work" / "shared").symlink_to(tmp_path / "elsewhere")     # ../shared -> a folder further away
+    monkeypatch.setattr(notebook, "ROOT", tmp_path / "work" / "repo")
+    assert notebook.shown(tmp_path / "work" / "shared" / "data" / "quora-dev.csv") == "../shared/data/quora-dev.csv"
+    assert notebook.shown(tmp_path / "elsewhere" / "data") == str(tmp_path / "elsewhere" / "data")
+
+
 def test_papermill_rejects_an_unknown_parameter(tmp_path):
     import papermill as pm
     with pytest.raises(pm.PapermillExecutionError, match="unknown parameter.*dropuot"):
