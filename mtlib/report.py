@@ -569,13 +569,12 @@ def claims_table(rows: dict[str, dict[int, dict]]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _mean_std(values: list[float]) -> str:
-    import numpy as np
-    if not values:
+def _mean_std(values: list[float], digits: int = 3) -> str:
+    """"0.459 ± 0.001": mean ± sample std (one value: the value; none: "")."""
+    s = pd.Series(values, dtype=float)
+    if s.empty:
         return ""
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    return f"{s.mean():.{digits}f}" + (f" ± {s.std(ddof=1):.{digits}f}" if len(s) > 1 else "")
 
 
 def results_markdown(runs_dir: str | Path = "reports/runs") -> str:
@@ -902,9 +901,6 @@ def _cpu_use(m: dict) -> str:
     return f"{m['cpu_s'] / (m['wall_s'] * m['threads']):.0%}" if m.get("cpu_s") and m.get("threads") else ""
 
 
-def _mean_std(values: list[float], digits: int = 3) -> str:
-    s = pd.Series(values, dtype=float)
-    return f"{s.mean():.{digits}f}" + (f" ± {s.std(ddof=1):.{digits}f}" if len(s) > 1 else "")
 
 
 def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
