@@ -810,12 +810,16 @@ def profile_markdown(run_dirs: list[str | Path]) -> str:
         d = at_root(d)
         m = json.loads((d / "metrics.json").read_text())
         c = m["config"]
+        if m.get("resumed"):
+            raise ReportError(f"{d}: a resumed run; its step logs span every process but its wall time only the "
+                              "last, so its time cannot be split. Profile a run made in one process.")
         t = run_profile(d)
         lines += [f"## `{d.relative_to(ROOT) if d.is_relative_to(ROOT) else d}`", "",
                   f"{m['device']}, {m['precision']}; pipeline {c['pipeline']}, profile {c['profile']}, dropout "
                   f"{c['dropout']}, batch {c['batch_size']}, {c['epochs']} epoch(s) × {c['steps_per_epoch'] or 'full'} "
                   f"steps, seed {c['seed']}, mtlib {m.get('versions', {}).get('mtlib', '?')}"
-                  + (" (resumed: wall counts the last process only)" if m.get("resumed") else "") + ".", "",
+                  + (f", CPU use {_cpu_use(m)} (below 100%: the machine was shared)" if _cpu_use(m) else
+                     ", CPU use not recorded (before 983957f)") + ".", "",
                   "| stage | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for stage, r in t.iterrows():
             cells = [f"{int(r['steps'])}", "" if r["per step (s)"] != r["per step (s)"] else f"{r['per step (s)']:.3f}"]
@@ -827,10 +831,21 @@ def profile_markdown(run_dirs: list[str | Path]) -> str:
     return "\n".join(lines)
 
 
+def profile_runs(runs_dir: str | Path = "reports/runs") -> list[Path]:
+    """For each run label and folder under runs_dir (<label>/seed<k>/<sub>), the lowest seed that ran in one
+    process: a resumed run's step logs span every process while its wall time counts only the last one."""
+    first: dict[tuple[str, str], tuple[int, Path]] = {}
+    for p in at_root(runs_dir).glob("*/seed*/*/metrics.json"):
+        label, seed, sub = p.parent.parent.parent.name, p.parent.parent.name.removeprefix("seed"), p.parent.name
+        if seed.isdigit() and not json.loads(p.read_text()).get("resumed"):
+            first[label, sub] = min(first.get((label, sub), (int(seed), p.parent)), (int(seed), p.parent))
+    return [d for _, (_, d) in sorted(first.items())]
+
+
 def write_profile(run_dirs: list[str | Path] | None = None, out: str | Path = "reports/profile.md") -> Path:
-    """Profile every finished run given (default: the first seed's runs under reports/runs)."""
+    """Profile every finished run given (default: profile_runs())."""
     if not run_dirs:
-        run_dirs = sorted(p.parent for p in at_root("reports/runs").glob("*/seed0/*/metrics.json"))
+        run_dirs = profile_runs()
     if not run_dirs:
         raise ReportError("no finished runs to profile; pass run folders, or run `make report` first")
     text = profile_markdown(run_dirs)

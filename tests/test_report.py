@@ -91,6 +91,16 @@ def test_run_profile_adds_up_to_the_wall_time(tiny_config):
     assert "| frozen |" in md and "Share of the run's" in md
 
 
+def test_the_profile_takes_each_rows_lowest_seed_that_ran_in_one_process(tmp_path):
+    _fake_run(tmp_path / "04_cs_gs" / "seed0" / "cs_gs", resumed=True)
+    _fake_run(tmp_path / "04_cs_gs" / "seed2" / "cs_gs")
+    _fake_run(tmp_path / "04_cs_gs" / "seed1" / "cs_gs")
+    _fake_run(tmp_path / "01_baseline" / "seed0" / "baseline", resumed=True)
+    assert report.profile_runs(tmp_path) == [tmp_path / "04_cs_gs" / "seed1" / "cs_gs"]
+    with pytest.raises(report.ReportError, match="resumed run"):
+        report.profile_markdown([tmp_path / "01_baseline" / "seed0" / "baseline"])
+
+
 def test_execute_runs_each_seed_of_the_rungs_then_the_seed_looping_notebooks_once_with_all_seeds(tmp_path, monkeypatch):
     import papermill as pm
     calls = []
