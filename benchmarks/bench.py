@@ -304,7 +304,8 @@ def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_m
         "defaults. The fast path tokenizes once, buckets batches by length, runs both sentences of a pair in one "
         "encoder call, runs the three forwards in one bf16 autocast region where the CPU has native bf16 (fp32 "
         "master weights, each weight cast once a step; "
-        f"{'on' if use_bf16(cfg, device) else 'off here: this CPU has none'}), draws dropout masks from random bits (`models.FastDropout`, dropout_impl=fast), copies each "
+        f"{'on' if use_bf16(cfg, device) else 'off here: this CPU has none'}), draws dropout masks from random bits "
+        "(`models.FastDropout`, dropout_impl=fast), copies each "
         "task's dense gradient into its row of a flat buffer while the word-embedding matrix backpropagates only "
         "its touched rows (sparse), and uses fused AdamW.", "",
         "## 2. PCGrad cost (fast path, identical batches)", "",

@@ -832,14 +832,14 @@ def profile_markdown(run_dirs: list[str | Path]) -> str:
 
 
 def profile_runs(runs_dir: str | Path = "reports/runs") -> list[Path]:
-    """For each run label and folder under runs_dir (<label>/seed<k>/<sub>), the lowest seed that ran in one
-    process: a resumed run's step logs span every process while its wall time counts only the last one."""
-    first: dict[tuple[str, str], tuple[int, Path]] = {}
-    for p in at_root(runs_dir).glob("*/seed*/*/metrics.json"):
-        label, seed, sub = p.parent.parent.parent.name, p.parent.parent.name.removeprefix("seed"), p.parent.name
-        if seed.isdigit() and not json.loads(p.read_text()).get("resumed"):
-            first[label, sub] = min(first.get((label, sub), (int(seed), p.parent)), (int(seed), p.parent))
-    return [d for _, (_, d) in sorted(first.items())]
+    """For each results.md row, its lowest seed that ran in one process: a resumed run's step logs span every
+    process while its wall time counts only the last one."""
+    found = []
+    for _, _, label, sub in ROWS:
+        seeds = [k for k, m in seed_runs(runs_dir, label, sub).items() if not m.get("resumed")]
+        if seeds:
+            found.append(at_root(runs_dir) / label / f"seed{seeds[0]}" / sub)
+    return found
 
 
 def write_profile(run_dirs: list[str | Path] | None = None, out: str | Path = "reports/profile.md") -> Path:
