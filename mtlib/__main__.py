@@ -8,19 +8,10 @@ import sys
 USAGE = """usage:
   python -m mtlib run [key=value ...]     e.g. pipeline=novel profile=cpu dropout=0 seed=0 out_dir=runs/x
   python -m mtlib download [--dest DIR] [--force]
-  python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--reports DIR]] [--runs DIR] [--out FILE]
+  python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--seeds K ...] [--set NAME=VALUE ...]
+                       [--reports DIR]] [--runs DIR] [--out FILE]
   python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md)
   python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)"""
-
-
-def parse_params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"argument {item!r} is not key=value (e.g. pipeline=novel)")
-        params[key.strip()] = value.strip()
-    return params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    from .config import ConfigError
+    from .config import ConfigError, parse_params
     from .data import DataError
     from .models import EncoderError
     from .train import TrainingError

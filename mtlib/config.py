@@ -167,6 +167,17 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def parse_params(items: list[str]) -> dict[str, str]:
+    """Command-line `key=value` items -> {key: value} (strings; Config coerces them)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"argument {item!r} is not key=value (e.g. pipeline=novel)")
+        params[key.strip()] = value.strip()
+    return params
+
+
 def _has_cuda() -> bool:
     import torch
     return torch.cuda.is_available()

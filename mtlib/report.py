@@ -664,9 +664,12 @@ class ReportError(RuntimeError):
 
 
 def execute(profile: str | None = None, only: list[str] | None = None, reports_dir: str | Path = "reports",
-            seeds: tuple[int, ...] = SEEDS) -> float:
+            seeds: tuple[int, ...] = SEEDS, params: dict | None = None) -> float:
     """Run the notebooks of PLAN with papermill, seed by seed, into <reports_dir>/notebooks/<label>-seed<k>.ipynb
     and <reports_dir>/runs/<label>/seed<k>/; returns the wall time (s).
+
+    `params` (Config fields, e.g. {"encoder": "bert-base-uncased", "precision": "fp32"}) go to every notebook; a
+    field that a notebook fixes itself (its rung's pipeline, combine, sts_head) or PLAN sets is an error.
 
     Runs are resumed: a finished run of the same config is loaded, a killed one goes on from its checkpoint, so
     an interrupted `make report` loses at most the steps since the last checkpoint. Figures of the first seed go
@@ -676,6 +679,7 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
     unknown = sorted(set(only or []) - set(labels))
     if unknown:
         raise ReportError(f"unknown run label(s) {', '.join(unknown)}; valid: {', '.join(labels)}")
+    common = _common_params(params or {})
     start, reports = time.time(), Path(reports_dir)       # relative paths are taken from the repository root
     at_root(reports / "notebooks").mkdir(parents=True, exist_ok=True)
     for seed in seeds:
@@ -687,15 +691,31 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
                          for k, v in params.items()},                  # PLAN's *_dir: in reports
                       "out_dir": str(folder), "seed": seed, "resume": True, "progress": False,
                       "figures_dir": str(reports / "figures" if seed == seeds[0] else folder / "figures"),
-                      "figure_prefix": label, **({"profile": profile} if profile else {})}
+                      "figure_prefix": label, **({"profile": profile} if profile else {}), **common}
             _papermill(notebook, reports / "notebooks" / f"{label}-seed{seed}.ipynb", params, f"run {label}, seed {seed}")
     for notebook, params, label in AFTER:
         if only and label not in only:
             continue
         params = {**{k: str(reports / v) for k, v in params.items()}, "out_dir": str(reports / "runs" / label),
-                  "seeds": list(seeds), "resume": True, "progress": False, **({"profile": profile} if profile else {})}
+                  "seeds": list(seeds), "resume": True, "progress": False, **({"profile": profile} if profile else {}),
+                  **common}
         _papermill(notebook, reports / "notebooks" / f"{label}.ipynb", params, f"seeds {', '.join(map(str, seeds))}")
     return time.time() - start
+
+
+# What execute() sets per notebook, or the rungs fix: not settable for the whole ladder.
+_RESERVED = ("pipeline", "combine", "sts_head", "seed", "out_dir", "resume", "progress", "profile")
+
+
+def _common_params(params: dict) -> dict:
+    """Check `execute`'s params: Config fields only, none that each rung or seed sets itself."""
+    from .config import Config, ConfigError
+    Config.from_dict({k: v for k, v in params.items() if k not in _RESERVED})   # unknown names, bad values: one line
+    reserved = sorted(set(params) & set(_RESERVED))
+    if reserved:
+        raise ConfigError(f"{', '.join(reserved)} cannot be set for every notebook (each rung or seed sets it; "
+                          "--profile and --seeds choose the profile and seeds)")
+    return dict(params)
 
 
 def _papermill(notebook: str, executed: Path, params: dict, what: str) -> None:
@@ -715,17 +735,20 @@ def _papermill(notebook: str, executed: Path, params: dict, what: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .config import parse_params
     ap = argparse.ArgumentParser(prog="python -m mtlib report")
     ap.add_argument("--execute", action="store_true", help="run the notebooks with papermill first")
     ap.add_argument("--profile", default=None, help="smoke, cpu or paper (default: $MTLIB_PROFILE, else auto)")
     ap.add_argument("--only", nargs="*", help="run labels to execute (default: all)")
     ap.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), help="seeds to run (default: 0 1 2)")
     ap.add_argument("--reports", default="reports", help="where --execute writes notebooks/, runs/, figures/")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="Config fields for every notebook, e.g. --set precision=fp32 encoder=bert-base-uncased")
     ap.add_argument("--runs", default="reports/runs")
     ap.add_argument("--out", default="reports/results.md")
     args = ap.parse_args(argv)
     if args.execute:
-        wall = execute(args.profile, args.only, args.reports, tuple(args.seeds))
+        wall = execute(args.profile, args.only, args.reports, tuple(args.seeds), parse_params(args.set))
         print(f"notebooks executed in {wall / 60:.1f} min")
     print(write_results(args.runs, args.out))
 

@@ -118,3 +118,21 @@ def test_execute_runs_each_seed_of_the_rungs_then_the_seed_looping_notebooks_onc
     assert methods["out_dir"] == str(tmp_path / "rep/runs/06_gradient_methods")
     assert methods["figures_dir"] == str(tmp_path / "rep/figures") and "figures_dir" not in beyond
     assert methods["resume"] is True and methods["profile"] == "smoke"
+
+
+def test_execute_sets_config_fields_for_every_notebook_and_rejects_what_a_rung_or_seed_sets(tmp_path, monkeypatch):
+    import papermill as pm
+    from mtlib.config import ConfigError
+    calls = []
+    monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: calls.append(parameters))
+    report.main(["--execute", "--profile", "smoke", "--only", "01_baseline", "06_gradient_methods", "--seeds", "0",
+                 "--reports", str(tmp_path / "rep"), "--runs", str(tmp_path / "rep/runs"), "--out", str(tmp_path / "r.md"),
+                 "--set", "precision=fp32", "encoder=some/folder"])
+    assert len(calls) == 2 and all(c["precision"] == "fp32" and c["encoder"] == "some/folder" for c in calls)
+    with pytest.raises(ConfigError, match="precison"):
+        report.execute("smoke", ["01_baseline"], tmp_path / "rep", (0,), {"precison": "fp32"})
+    with pytest.raises(ConfigError, match="precision='fp8' is not valid"):
+        report.execute("smoke", ["01_baseline"], tmp_path / "rep", (0,), {"precision": "fp8"})
+    with pytest.raises(ConfigError, match="combine cannot be set for every notebook"):
+        report.execute("smoke", ["01_baseline"], tmp_path / "rep", (0,), {"combine": "pcgrad"})
+    assert len(calls) == 2

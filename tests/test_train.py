@@ -64,7 +64,7 @@ def test_multitask_pcgrad_run_writes_metrics_predictions_and_telemetry(tiny_conf
         assert saved[key] == m[key] and isinstance(saved[key], float)
     assert saved["overall"] == pytest.approx((saved["sst_acc"] + saved["para_acc"] + saved["sts_pearson"]) / 3)
     assert saved["best_epoch"] in (1, 2) and saved["final_stage"] == "multitask"
-    assert saved["config"]["combine"] == "pcgrad" and saved["device"].startswith("cpu")
+    assert saved["config"]["combine"] == "pcgrad" and saved["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
     steps = [json.loads(l) for l in open(f"{out}/metrics.jsonl") if '"step"' in l]
     assert len(steps) == 2 * 4
     assert {"cos_sst_para", "cos_sst_sts", "cos_para_sts", "norm_after_sts", "conflicts", "loss_para"} <= set(steps[0])
