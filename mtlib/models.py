@@ -38,7 +38,9 @@ def load_encoder(name: str, dropout: float):
                     "hidden_dropout", "classifier_dropout"):
             if isinstance(getattr(config, key, None), float):
                 setattr(config, key, float(dropout))
-        encoder = AutoModel.from_pretrained(path, config=config)
+        # fp32 master weights whatever the checkpoint's dtype (transformers 5 keeps an fp16/bf16 checkpoint's
+        # dtype); bf16 compute comes from autocast (precision=), not from the stored weights
+        encoder = AutoModel.from_pretrained(path, config=config).float()
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
     except (OSError, ValueError) as err:
         where = "a local folder" if Path(path).exists() else "the Hugging Face cache (offline: HF_HUB_OFFLINE=" \

@@ -35,6 +35,19 @@ def test_cosine_head_of_identical_sentences_is_five(tiny_encoder):
     assert torch.allclose(model.predict("sts", model("sts", pairs)), torch.tensor([5.0, 5.0]), atol=1e-4)
 
 
+def test_an_fp16_checkpoint_loads_as_fp32_weights_with_the_same_values(tiny_encoder, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+    half = AutoModel.from_pretrained(tiny_encoder).half()
+    half.save_pretrained(tmp_path / "fp16")
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(tmp_path / "fp16")
+    encoder, _ = load_encoder(str(tmp_path / "fp16"), 0.1)
+    assert {p.dtype for p in encoder.parameters()} == {torch.float32}
+    stored = dict(half.named_parameters())
+    assert all(torch.equal(p, stored[n].float()) for n, p in encoder.named_parameters())
+    model, tok = build_model(str(tmp_path / "fp16"), "mean", "mlp", 0.0)     # fp32 heads on it: no dtype clash
+    assert model("sst", batch(tok, ["a good film"])).dtype == torch.float32
+
+
 def test_dropout_zero_means_none_anywhere(tiny_encoder):
     model, tok = build_model(tiny_encoder, "mean", "mlp", 0)
     assert model.encoder.config.hidden_dropout_prob == 0.0
