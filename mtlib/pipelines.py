@@ -224,6 +224,10 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     if not ckpt_file.exists():
         print(f"[{cfg.pipeline}] resume: no checkpoint in {out}; starting from the beginning")
         return None
+    missing = [name for name in ("config.json", "metrics.jsonl") if not (out / name).is_file()]
+    if missing:        # e.g. a folder copied without them: the checkpoint cannot be checked against its config
+        raise ValueError(f"resume: {out} has a checkpoint but no {' or '.join(missing)}; restore the run's files, "
+                         f"or delete {ckpt_file} to start the run over")
     before = json.loads((out / "config.json").read_text())
     now = cfg.to_dict()
     changed = changed_keys(before, now)

@@ -89,6 +89,17 @@ def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
         run({**cfg, "out_dir": str(out), "resume": True, "lr": 2e-3})
 
 
+def test_resume_of_a_checkpoint_without_its_config_fails_naming_the_fix(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    run({**tiny_config, "out_dir": str(out)})
+    (out / "checkpoints" / "resume.pt").write_bytes(b"")    # an interrupted run's folder, copied without its config
+    (out / "metrics.json").unlink()
+    (out / "config.json").unlink()
+    with pytest.raises(ValueError, match=r"has a checkpoint but no config.json; .* delete .*resume.pt to start"):
+        run({**tiny_config, "out_dir": str(out), "resume": True})
+    assert (out / "checkpoints" / "resume.pt").exists()      # nothing removed
+
+
 def test_resume_of_a_finished_run_returns_its_metrics(tiny_config, tmp_path):
     first = run({**tiny_config, "out_dir": str(tmp_path / "r")})
     again = run({**tiny_config, "out_dir": str(tmp_path / "r"), "resume": True})
