@@ -18,7 +18,7 @@ SEEDS ?= 0 1 2
 TEST_WORKERS ?= 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run test lab report bench parity sweep profile data clean strip
+.PHONY: setup run test lab report bench parity sweep profile data clean strip gpu-pack
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 # --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
@@ -63,6 +63,9 @@ PARITY_OFF := pipeline=novel profile=$(PROFILE) seed=0 precision=fp32 bucket=fal
 parity: setup  ## the novel pipeline with the fast path off (dropout 0 and 0.1), for performance.md's parity table
 	$(PY) -m mtlib run $(PARITY_OFF) dropout=0 out_dir=reports/runs/parity-fp32-unbucketed
 	$(PY) -m mtlib run $(PARITY_OFF) dropout=0.1 out_dir=reports/runs/parity-fp32-unbucketed-dropout
+
+gpu-pack: setup  ## .gpu/ for a lent GPU machine: fp16 encoder, data, wheels (then benchmarks/gpu.sh there; reports/gpu/README.md)
+	PY=$(PY) benchmarks/gpu_pack.sh
 
 data: setup  ## download the official CS224N files into data/cs224n
 	$(PY) -m mtlib download --dest data/cs224n

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (the workplace's `device` tool), from the repository root, with `.gpu` carried
+# (benchmarks/gpu_pack.sh builds it): a seconds-long preflight, then N jobs at a time on the one GPU: 05_novel on the
+# paper profile, the test suite on CUDA, and seeds of the cpu-profile ladder in fp32 on the fp16-stored encoder.
+# Jobs still running DEADLINE s after the start are stopped; finished runs (no checkpoints), executed notebooks,
+# figures and logs come back as tarballs under $OUT. JOBS=<file> replaces the job list (one "name command" a line).
+# Measured 2026-11-28 on one H200 (reports/gpu/README.md): 10 jobs at once, a 700-step rung took 2.6 min each.
+set -u
+T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
+PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; DEADLINE=${DEADLINE:-500}; N=${N:-10}; TESTW=${TESTW:-4}
+mkdir -p $OUT/logs
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+if [ -z "${SKIP_WHL:-}" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 3
+  export PYTHONPATH=/tmp/site:$PWD/.gpu/shim:$PWD
+  mkdir -p /tmp/data && tar xzf .gpu/data.tgz -C /tmp/data && export MTLIB_DATA_DIR=/tmp/data
+fi
+ENC=.gpu/minilm-fp16
+{ echo "start $(date -u +%FT%TZ), mtlib commit $(cat .gpu/COMMIT 2>/dev/null)"; nvidia-smi; lscpu | head -20
+  $PY -c "import torch, transformers, torchjd, papermill, ipykernel; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported()); print('transformers', transformers.__version__)"
+} > $OUT/env.txt 2>&1
+cat $OUT/env.txt | tail -3
+# preflight, seconds: both precisions through the whole novel pipeline on the smoke profile; stop here if it fails
+for p in ${PREFLIGHT-fp32}; do
+  $PY -m mtlib run pipeline=novel profile=smoke precision=$p encoder=$ENC out_dir=/tmp/pre-$p progress=false \
+    > $OUT/logs/preflight-$p.log 2>&1 || { echo "PREFLIGHT $p FAILED at $(el) s"; tail -30 $OUT/logs/preflight-$p.log; exit 4; }
+done
+echo "preflight ok at $(el) s"
+# the jobs: one line each, run N at a time in this order; each writes its own log
+R="$PY -m mtlib report --execute --runs /tmp/none"
+G="--reports reports/gpu --set precision=fp32 encoder=$ENC --profile cpu"
+{
+  echo "paper05 $R --reports reports/gpu-paper --set encoder=$ENC --profile paper --only 05_novel-no-dropout --seeds 0 --out /tmp/paper.md"
+  echo "tests $PY -m pytest -q -n $TESTW --dist loadfile -p no:cacheprovider --nbval-lax tests notebooks --ignore tests/test_lab.py -k not(cagrad) --deselect tests/test_config.py::test_combine_options_are_validated_for_the_chosen_method --deselect tests/test_surgery.py::test_options_have_paper_defaults_and_can_be_set --junitxml=$OUT/logs/tests.xml"
+  for s in 0 1 2; do echo "ladder12-$s $R $G --only 01_baseline 02_gradient_surgery --seeds $s --out /tmp/a$s.md"; done
+  for l in 03_cosine_similarity 04_cs_gs 04_cs_gs-no-dropout 05_novel 05_novel-no-dropout 04_cs_gs-no-dropout-novel-steps; do
+    for s in 0 1 2; do echo "$l-$s $R $G --only $l --seeds $s --out /tmp/$l$s.md"; done; done
+} > /tmp/jobs.txt
+[ -n "${JOBS:-}" ] && cp "$JOBS" /tmp/jobs.txt
+runjob() { name=$1; shift; t=$(( $(date +%s) - T0 )); [ $t -gt $(( DEADLINE - 60 )) ] && { echo "skip $name at $t s"; return; }
+  echo "start $name at $t s"; timeout $(( DEADLINE - t )) "$@" > $OUT/logs/$name.log 2>&1; echo "end $name rc $? at $(( $(date +%s) - T0 )) s"; }
+export -f runjob; export T0 DEADLINE OUT
+xargs -P $N -L 1 bash -c 'runjob "$@"' _ < /tmp/jobs.txt 2>&1 | tee $OUT/logs/jobs.txt
+nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv >> $OUT/env.txt 2>&1
+# finished runs only (metrics.json written at the end of a run), without checkpoints
+find reports/gpu reports/gpu-paper -name metrics.json 2>/dev/null | sed 's|/metrics.json||' > /tmp/done.txt
+echo "finished runs: $(wc -l < /tmp/done.txt)"; cat /tmp/done.txt
+tar czf $OUT/gpu-runs.tgz --exclude=checkpoints reports/gpu/runs reports/gpu-paper/runs 2>/dev/null
+tar czf $OUT/gpu-notebooks.tgz reports/gpu/notebooks reports/gpu/figures reports/gpu-paper/notebooks reports/gpu-paper/figures 2>/dev/null
+tar czf $OUT/logs.tgz -C $OUT logs && rm -rf $OUT/logs
+ls -la $OUT; echo "all done at $(el) s"
