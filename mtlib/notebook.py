@@ -83,7 +83,8 @@ def injected_names(namespace: dict[str, Any]) -> set[str]:
 
 def shown(path: str | os.PathLike) -> str:
     """A path as notebooks show it: relative to the repository root when it lies inside it or in a folder beside
-    it (`../shared/data/cs224n`); else (`/tmp/...`), and when relative, as given."""
+    it (`../shared/data/cs224n`); under $MTLIB_DATA_DIR elsewhere, as `$MTLIB_DATA_DIR/...`; else (`/tmp/...`), and
+    when relative, as given. So an executed notebook carries no machine path."""
     p = Path(path)
     if not p.is_absolute():
         return str(p)
@@ -91,6 +92,12 @@ def shown(path: str | os.PathLike) -> str:
         relative = os.path.relpath(candidate, ROOT)
         if not relative.startswith(os.path.join(os.pardir, os.pardir)):
             return relative
+    data = os.environ.get("MTLIB_DATA_DIR")
+    if data and os.path.isabs(data):
+        for candidate in (os.path.abspath(p), p.resolve()):
+            relative = os.path.relpath(candidate, os.path.abspath(data))
+            if not relative.startswith(os.pardir):
+                return "$MTLIB_DATA_DIR" + ("" if relative == os.curdir else "/" + relative)
     return str(p)
 
 

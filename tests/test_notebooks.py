@@ -124,6 +124,10 @@ def test_a_data_folder_beside_the_repository_shows_relative_when_it_is_a_symboli
     monkeypatch.setattr(notebook, "ROOT", tmp_path / "work" / "repo")
     assert notebook.shown(tmp_path / "work" / "shared" / "data" / "quora-dev.csv") == "../shared/data/quora-dev.csv"
     assert notebook.shown(tmp_path / "elsewhere" / "data") == str(tmp_path / "elsewhere" / "data")
+    monkeypatch.setenv("MTLIB_DATA_DIR", str(tmp_path / "elsewhere" / "data"))     # data outside, named by the variable
+    assert notebook.shown(tmp_path / "elsewhere" / "data") == "$MTLIB_DATA_DIR"
+    assert notebook.shown(tmp_path / "elsewhere" / "data" / "sts-dev.csv") == "$MTLIB_DATA_DIR/sts-dev.csv"
+    assert notebook.shown(tmp_path / "elsewhere" / "other") == str(tmp_path / "elsewhere" / "other")
 
 
 def test_papermill_rejects_an_unknown_parameter(tmp_path):
