@@ -682,6 +682,11 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
     if unknown:
         raise ReportError(f"unknown run label(s) {', '.join(unknown)}; valid: {', '.join(labels)}")
     common = _common_params(params or {})
+    clash = sorted({k for _, p, label in PLAN if not only or label in only for k in p} & set(common))
+    if clash:
+        from .config import ConfigError
+        raise ConfigError(f"{', '.join(clash)} cannot be set for every notebook: PLAN sets it for some runs "
+                          "(e.g. 04_cs_gs-no-dropout's dropout); run those labels without it")
     start, reports = time.time(), Path(reports_dir)       # relative paths are taken from the repository root
     at_root(reports / "notebooks").mkdir(parents=True, exist_ok=True)
     for seed in seeds:

@@ -143,4 +143,6 @@ def test_execute_sets_config_fields_for_every_notebook_and_rejects_what_a_rung_o
         report.execute("smoke", ["01_baseline"], tmp_path / "rep", (0,), {"precision": "fp8"})
     with pytest.raises(ConfigError, match="combine cannot be set for every notebook"):
         report.execute("smoke", ["01_baseline"], tmp_path / "rep", (0,), {"combine": "pcgrad"})
+    with pytest.raises(ConfigError, match="dropout cannot be set for every notebook: PLAN sets it"):
+        report.execute("smoke", ["04_cs_gs-no-dropout"], tmp_path / "rep", (0,), {"dropout": 0.2})
     assert len(calls) == 2
