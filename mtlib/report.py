@@ -617,6 +617,7 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                             f"{' (resumed: last process only)' if m.get('resumed') else ''} | {_cpu_use(m)} "
                             f"| {m['finished_at']} |")
         lines.append("")
+    lines += _beyond_markdown(runs_dir, meta)
     claims = claims_table(rows)
     lines += ["## The report's claims, tested", "",
               "Each claim is a paired difference over the seeds both rows share (same seed: same data order and "
@@ -648,6 +649,31 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
               "- The report's tables label the Quora column 'Correl' and STS 'Acc'; the metrics are Quora accuracy "
               "and STS Pearson r, as here.", ""]
     return "\n".join(lines)
+
+
+def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
+    """results.md's section for 07_beyond: its ablation table from the runs that finished so far (the notebook's
+    executed copy shows it only once every row and seed is done); each run's line goes to `meta`."""
+    runs = ablation_runs(at_root(runs_dir) / "07_beyond")
+    lines = ["## Beyond the report (07_beyond)", "",
+             "The best configuration of `notebooks/07_beyond.ipynb` (what `make run` trains), then the same with one "
+             "improvement set back to the report's choice at a time; Δ overall is against the first row. Issue 12's "
+             "targets: SST ≥ 0.50, Quora ≥ 0.86, STS ≥ 0.89, overall ≥ 0.75.", ""]
+    if not runs:
+        return lines + ["Not run yet: `python -m mtlib report --execute --only 07_beyond`.", ""]
+    table = ablation_table(runs).reset_index()
+    lines += ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
+    for name, seeds in runs.items():
+        for m in seeds:
+            c, folder = m["config"], Path(m["config"]["out_dir"])
+            meta.append(f"| 07: {name} | {c['seed']} | `07_beyond/{folder.parent.name}/{folder.name}` | {m['device']} "
+                        f"| {m['precision']} | {m['encoder']} | {c['profile']} | {c['dropout']} | {c['lr']} "
+                        f"| {c['batch_size']} | {c['epochs']} × {c['steps_per_epoch'] or 'full'} "
+                        f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f}"
+                        f"{' (resumed: last process only)' if m.get('resumed') else ''} | {_cpu_use(m)} "
+                        f"| {m['finished_at']} |")
+    return lines + [""]
 
 
 def _paper(name: str) -> list[str]:
@@ -960,6 +986,18 @@ def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
         row["wall (min)"] = _mean_std([m["wall_s"] / 60 for m in seeds], 1)
         table.append(row)
     return pd.DataFrame(table).set_index("configuration")
+
+
+def ablation_runs(out: str | Path) -> dict[str, list[dict]]:
+    """{row name: [metrics.json of each finished seed]} of an ablation's runs (<out>/<run_folder(name)>/seed<k>),
+    the `best` row first: what `ablation_table` reads, from disk."""
+    found: dict[str, list[dict]] = {}
+    def order(path: Path):                          # best first, then by row name and seed number
+        return path.parent.parent.name != "best", path.parent.parent.name, int(path.parent.name.removeprefix("seed"))
+    for path in sorted(Path(out).glob("*/seed*/metrics.json"), key=order):
+        name = path.parent.parent.name.replace("+", ", ").replace("-", "=")        # run_folder, inverted
+        found.setdefault(name, []).append(json.loads(path.read_text()))
+    return found
 
 
 def best_run(seeds: list[dict]) -> dict:

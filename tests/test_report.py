@@ -146,3 +146,24 @@ def test_execute_sets_config_fields_for_every_notebook_and_rejects_what_a_rung_o
     with pytest.raises(ConfigError, match="dropout cannot be set for every notebook: PLAN sets it"):
         report.execute("smoke", ["04_cs_gs-no-dropout"], tmp_path / "rep", (0,), {"dropout": 0.2})
     assert len(calls) == 2
+
+
+def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):
+    """07's ablation table reaches results.md run by run (the notebook's own copy only once every run is done)."""
+    assert "Not run yet" in report.results_markdown(tmp_path)
+    for folder, seed, sst in (("para_head-concat", 0, 0.40), ("best", 10, 0.48), ("best", 2, 0.46),
+                              ("sts_head-mlp+sts_loss-mse", 0, 0.47)):
+        _fake_run(tmp_path / "07_beyond" / folder / f"seed{seed}", sst_acc=sst)
+        m = json.loads((tmp_path / "07_beyond" / folder / f"seed{seed}" / "metrics.json").read_text())
+        m["config"] = {**m["config"], "seed": seed, "out_dir": f"reports/runs/07_beyond/{folder}/seed{seed}"}
+        (tmp_path / "07_beyond" / folder / f"seed{seed}" / "metrics.json").write_text(json.dumps(m))
+    runs = report.ablation_runs(tmp_path / "07_beyond")
+    assert list(runs) == ["best", "para_head=concat", "sts_head=mlp, sts_loss=mse"]
+    assert [m["config"]["seed"] for m in runs["best"]] == [2, 10]                # by seed number, not by name
+    text = report.results_markdown(tmp_path)
+    section = text.split("## Beyond the report (07_beyond)")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "configuration" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| best", "| para_head=concat", "| sts_head=mlp, sts_loss=mse"]
+    assert "0.470 ± 0.014" in rows[0] and "| 2 |" in rows[0]                     # SST of seeds 2 and 10
+    assert f"{0.40 / 3 - 0.47 / 3:+.3f}" in rows[1]                              # Δ overall against best
+    assert "| 07: best | 10 | `07_beyond/best/seed10` |" in text                  # each run in the runs table
