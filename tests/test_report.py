@@ -167,3 +167,25 @@ def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):
     assert "0.470 ± 0.014" in rows[0] and "| 2 |" in rows[0]                     # SST of seeds 2 and 10
     assert f"{0.40 / 3 - 0.47 / 3:+.3f}" in rows[1]                              # Δ overall against best
     assert "| 07: best | 10 | `07_beyond/best/seed10` |" in text                  # each run in the runs table
+
+
+def test_results_count_the_reports_pcgrad_explanation_over_every_seed(tmp_path):
+    """02's analysis over all seeds: each seed's telemetry gives a row; the verdict counts the seeds."""
+    assert "Not run yet: `python -m mtlib report --execute --only 02_gradient_surgery`" in report.results_markdown(tmp_path)
+    for seed, kept_sts, cos in ((0, 0.3, 0.05), (1, 1.0, 0.05), (10, 1.0, 0.5)):
+        folder = tmp_path / "02_gradient_surgery" / f"seed{seed}" / "pcgrad_sum"
+        folder.mkdir(parents=True)
+        steps = [{"type": "step", "stage": "multitask", "step": i, "conflicts": i % 2,
+                  **{f"cos_{a}_{b}": cos * (-1) ** i for a, b in report.TASK_PAIRS},
+                  **{f"norm_before_{t}": 2.0 for t in ("sst", "para", "sts")},
+                  **{f"norm_after_{t}": 2.0 * (kept_sts if t == "sts" else 1.0) for t in ("sst", "para", "sts")}}
+                 for i in range(30)]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    text = report.results_markdown(tmp_path)
+    section = text.split("## 02: PCGrad's gradients, every seed")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "seed |" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 1", "| 10"]              # by seed number
+    assert "| 0.050 | 0.050 | 0.050 | not kept | 50% | 100.0% | 100.0% | 30.0% | yes | yes |" in rows[0]
+    assert rows[2].endswith("| no | no |")                                          # |cos| 0.5: not orthogonal
+    assert "near-orthogonal to the others in 2 of 3, and PCGrad annihilates STS in 1 of 3" in section
+    assert "holds in some seeds only" in section
