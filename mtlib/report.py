@@ -608,14 +608,7 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
             wall = f"{sum(whole) / len(whole):.1f}" if whole else "resumed"
             lines.append(f"| {name} | " + " | ".join(ours) + f" | {len(runs)} | " + " | ".join(_paper(name))
                          + f" | {wall} |")
-            for seed, m in runs.items():
-                c = m["config"]
-                meta.append(f"| {name} | {seed} | `{label}/seed{seed}/{sub}` | {m['device']} | {m['precision']} "
-                            f"| {m['encoder']} | {c['profile']} | {c['dropout']} | {c['lr']} | {c['batch_size']} "
-                            f"| {c['epochs']} × {c['steps_per_epoch'] or 'full'} "
-                            f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f}"
-                            f"{' (resumed: last process only)' if m.get('resumed') else ''} | {_cpu_use(m)} "
-                            f"| {m['finished_at']} |")
+            meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
     lines += _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir)
     claims = claims_table(rows)
@@ -707,14 +700,18 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
     for name, seeds in runs.items():
         for m in seeds:
-            c, folder = m["config"], Path(m["config"]["out_dir"])
-            meta.append(f"| 07: {name} | {c['seed']} | `07_beyond/{folder.parent.name}/{folder.name}` | {m['device']} "
-                        f"| {m['precision']} | {m['encoder']} | {c['profile']} | {c['dropout']} | {c['lr']} "
-                        f"| {c['batch_size']} | {c['epochs']} × {c['steps_per_epoch'] or 'full'} "
-                        f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f}"
-                        f"{' (resumed: last process only)' if m.get('resumed') else ''} | {_cpu_use(m)} "
-                        f"| {m['finished_at']} |")
+            folder = Path(m["config"]["out_dir"])
+            meta.append(_run_line(f"07: {name}", m["config"]["seed"], f"07_beyond/{folder.parent.name}/{folder.name}", m))
     return lines + [""]
+
+
+def _run_line(name: str, seed: int, folder: str, m: dict) -> str:
+    """One row of results.md's runs table: where a run lies, what it ran on and with which schedule, how long."""
+    c = m["config"]
+    return (f"| {name} | {seed} | `{folder}` | {m['device']} | {m['precision']} | {m['encoder']} | {c['profile']} "
+            f"| {c['dropout']} | {c['lr']} | {c['batch_size']} | {c['epochs']} × {c['steps_per_epoch'] or 'full'} "
+            f"| {m.get('versions', {}).get('mtlib', '')} | {m['wall_s'] / 60:.1f}"
+            f"{' (resumed: last process only)' if m.get('resumed') else ''} | {_cpu_use(m)} | {m['finished_at']} |")
 
 
 def _paper(name: str) -> list[str]:
