@@ -83,3 +83,21 @@ def test_report_names_the_failing_notebook_and_its_error(tmp_path):
     assert "notebooks/01_baseline.ipynb (run 01_baseline, seed 0) failed in cell" in r.stderr
     assert "DataError" in r.stderr and "mtlib download" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "rep" / "notebooks" / "01_baseline-seed0.ipynb").exists()
+
+
+def test_make_run_trains_07_beyond_best_configuration():
+    """`make run` promises 07_beyond's best configuration: the Makefile's BEST must equal that notebook's parameters
+    (a value changed in one place only would make `make run` train something the README does not describe)."""
+    import papermill as pm
+    from mtlib.config import parse_params
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("BEST :="))
+    best = parse_params(line.split(":=", 1)[1].split())
+    params = pm.inspect_notebook(str(ROOT / "notebooks" / "07_beyond.ipynb"))
+    assert best, "Makefile: BEST is empty"
+    for name, value in best.items():
+        assert name in params, f"Makefile BEST sets {name}, which 07_beyond's parameters cell does not have"
+        assert str(value) == params[name]["default"].strip("\"'"), \
+            f"{name}: Makefile BEST has {value!r}, 07_beyond has {params[name]['default']}"
+    knobs = {"pipeline", "combine", "sts_head", "para_head", "sts_loss", "schedule", "warmup", "merge", "dropout"}
+    missing = knobs - set(best) - ({"merge"} if best.get("pipeline") != "novel" else set())
+    assert not missing, f"Makefile BEST leaves {', '.join(sorted(missing))} to the defaults; 07_beyond sets them"
