@@ -686,23 +686,35 @@ def pcgrad_seeds_markdown(runs_dir: str | Path) -> list[str]:
 
 
 def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
-    """results.md's section for 07_beyond: its ablation table from the runs that finished so far (the notebook's
-    executed copy shows it only once every row and seed is done); each run's line goes to `meta`."""
-    runs = ablation_runs(at_root(runs_dir) / "07_beyond")
+    """results.md's sections for 07_beyond: its ablation table from the runs that finished so far (the notebook's
+    executed copy shows it only once every row and seed is done), then the other configurations tried on dev to
+    choose the best one (<runs_dir>/07_explore/<knob-value+...>/seed<k>: the best configuration with those knobs
+    changed), beside the best row; each run's line goes to `meta`."""
+    root = at_root(runs_dir)
+    runs, tried = ablation_runs(root / "07_beyond"), ablation_runs(root / "07_explore")
     lines = ["## Beyond the report (07_beyond)", "",
              "The best configuration of `notebooks/07_beyond.ipynb` (what `make run` trains), then the same with one "
              "improvement set back to the report's choice at a time; Δ overall is against the first row. Issue 12's "
              "targets: SST ≥ 0.50, Quora ≥ 0.86, STS ≥ 0.89, overall ≥ 0.75.", ""]
-    if not runs:
-        return lines + ["Not run yet: `python -m mtlib report --execute --only 07_beyond`.", ""]
+    lines += _table_markdown(runs) if runs else ["Not run yet: `python -m mtlib report --execute --only 07_beyond`.", ""]
+    if tried:
+        lines += ["### Other configurations tried (dev only, to choose the best)", "",
+                  "Each row is the best configuration with the knobs its name gives changed "
+                  "(`reports/runs/07_explore/`); Δ overall is against the best row's seeds.", ""]
+        lines += _table_markdown({**({"best": runs["best"]} if "best" in runs else {}), **tried})
+    for label, found in (("07", runs), ("07, tried", tried)):
+        for name, seeds in found.items():
+            for m in seeds:
+                folder = Path(m["config"]["out_dir"])
+                meta.append(_run_line(f"{label}: {name}", m["config"]["seed"],
+                                      f"{folder.parent.parent.name}/{folder.parent.name}/{folder.name}", m))
+    return lines
+
+
+def _table_markdown(runs: dict[str, list[dict]]) -> list[str]:
     table = ablation_table(runs).reset_index()
-    lines += ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
-    for name, seeds in runs.items():
-        for m in seeds:
-            folder = Path(m["config"]["out_dir"])
-            meta.append(_run_line(f"07: {name}", m["config"]["seed"], f"07_beyond/{folder.parent.name}/{folder.name}", m))
-    return lines + [""]
+    return (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+            + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)] + [""])
 
 
 def _run_line(name: str, seed: int, folder: str, m: dict) -> str:

@@ -189,3 +189,19 @@ def test_results_count_the_reports_pcgrad_explanation_over_every_seed(tmp_path):
     assert rows[2].endswith("| no | no |")                                          # |cos| 0.5: not orthogonal
     assert "near-orthogonal to the others in 2 of 3, and PCGrad annihilates STS in 1 of 3" in section
     assert "holds in some seeds only" in section
+
+
+def test_results_show_the_configurations_tried_beside_07s_best_row(tmp_path):
+    for label, folder, sst in (("07_beyond", "best", 0.40), ("07_explore", "combine-imtl_g", 0.46)):
+        _fake_run(tmp_path / label / folder / "seed0", sst_acc=sst)
+        path = tmp_path / label / folder / "seed0" / "metrics.json"
+        m = json.loads(path.read_text())
+        m["config"] = {**m["config"], "seed": 0, "out_dir": f"reports/runs/{label}/{folder}/seed0"}
+        path.write_text(json.dumps(m))
+    text = report.results_markdown(tmp_path)
+    tried = text.split("### Other configurations tried")[1].split("\n## ")[0]
+    rows = [line for line in tried.splitlines() if line.startswith("| ") and "configuration" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| best", "| combine=imtl_g"]
+    assert f"| {0.06 / 3:+.3f} |" in rows[1]                                    # Δ overall against best
+    assert "| 07, tried: combine=imtl_g | 0 | `07_explore/combine-imtl_g/seed0` |" in text
+    assert "### Other configurations tried" not in report.results_markdown(tmp_path / "none")
