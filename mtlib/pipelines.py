@@ -51,7 +51,9 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         if not changed:
             print(f"[{cfg.pipeline}] {out.path} holds a finished run with these settings: loaded it "
                   "(resume=false trains again)")
-            return out.metrics()
+            metrics = out.metrics()
+            metrics["config"]["out_dir"] = cfg.out_dir    # where it lies now: a run folder can be moved or renamed
+            return metrics
         print(f"[{cfg.pipeline}] the finished run in {out.path} used {describe(changed, before, now)}: "
               "training again with the new settings")
     seed_everything(cfg.seed)

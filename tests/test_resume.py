@@ -122,3 +122,16 @@ def test_resume_of_a_finished_run_with_changed_settings_trains_again(tiny_config
     assert "lr=0.001 (now 0.002)" in capsys.readouterr().out
     assert again["config"]["lr"] == 2e-3 and again["finished_at"] >= first["finished_at"]
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]["lr"] == 2e-3
+
+
+def test_a_moved_finished_run_loads_from_where_it_lies_now(tiny_config, tmp_path):
+    """A finished run folder moved to another row (07's best, chosen after the fact) is loaded with its new folder,
+    so its leaderboard files are found there (the config it recorded names the old one)."""
+    from mtlib.report import publish_predictions
+    run({**tiny_config, "out_dir": str(tmp_path / "old")})
+    os.rename(tmp_path / "old", tmp_path / "new")
+    again = run({**tiny_config, "out_dir": str(tmp_path / "new"), "resume": True})
+    assert again["config"]["out_dir"] == str(tmp_path / "new")
+    files = publish_predictions(again, tmp_path / "published")
+    assert sorted(f.name for f in files) == sorted(f"{t}-{s}-output.csv" for t in ("sst", "para", "sts")
+                                                   for s in ("dev", "test"))
