@@ -1026,13 +1026,21 @@ def _cpu_use(m: dict) -> str:
 
 def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
     """One row per configuration ({name: [metrics.json of each seed]}): each dev metric as mean ± sample std
-    over the seeds, the mean change of `overall` against the first row, and the wall time per seed."""
-    first = pd.Series([m["overall"] for m in next(iter(runs.values()))]).mean()
+    over the seeds, the mean change of `overall` against the first row, that change paired by seed with its 95%
+    t-interval (where two or more seeds pair), and the wall time per seed."""
+    first_runs = next(iter(runs.values()))
+    first = pd.Series([m["overall"] for m in first_runs]).mean()
+    by_seed = lambda seeds: {m["config"]["seed"]: m["overall"] for m in seeds if "seed" in m.get("config", {})}
     table = []
     for name, seeds in runs.items():
         row = {"configuration": name, "seeds": len(seeds)}
         row.update({k: _mean_std([m[k] for m in seeds]) for k in METRICS})
         row["Δ overall"] = f"{pd.Series([m['overall'] for m in seeds]).mean() - first:+.3f}"
+        # the same difference paired by seed, with its 95% t-interval: what the knob is worth, beyond seed noise
+        paired = paired_interval(by_seed(seeds), by_seed(first_runs)) if seeds is not first_runs else None
+        row["paired Δ, 95% interval"] = (f"[{paired['low']:+.3f}, {paired['high']:+.3f}] (n={paired['n']})"
+                                         if paired and paired["low"] is not None else
+                                         f"n={paired['n']}: none" if paired else "")
         row["wall (min)"] = _mean_std([m["wall_s"] / 60 for m in seeds], 1)
         table.append(row)
     return pd.DataFrame(table).set_index("configuration")

@@ -34,3 +34,17 @@ def test_table_is_mean_and_sample_std_over_seeds_with_wall_time():
     assert t.loc["para_head=concat", "overall"] == "0.633"       # one seed: no std
     assert t.loc["para_head=concat", "Δ overall"] == "-0.100" and t.loc["best", "Δ overall"] == "+0.000"
     assert report.best_run(runs["best"])["sst_acc"] == 0.6
+
+
+def test_the_change_is_paired_by_seed_with_its_t_interval():
+    def at(seed, sst):
+        return {**metrics(sst, 0.8, 0.9, 600), "config": {"seed": seed}}
+    best = [at(0, 0.50), at(1, 0.60), at(2, 0.40)]
+    runs = {"best": best,
+            "para_head=concat": [at(2, 0.40 - 0.09), at(0, 0.50 - 0.03), at(1, 0.60 - 0.06)],   # order: by seed
+            "schedule=constant": [at(1, 0.70)]}
+    t = report.ablation_table(runs)
+    # overall moves by -0.01, -0.02, -0.03: mean -0.02, sample std 0.01, t(0.975, 2) = 4.303 -> ± 0.0248
+    assert t.loc["para_head=concat", "paired Δ, 95% interval"] == "[-0.045, +0.005] (n=3)"
+    assert t.loc["schedule=constant", "paired Δ, 95% interval"] == "n=1: none"
+    assert t.loc["best", "paired Δ, 95% interval"] == ""
