@@ -700,7 +700,9 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     if tried:
         lines += ["### Other configurations tried (dev only, to choose the best)", "",
                   "Each row is the best configuration with the knobs its name gives changed "
-                  "(`reports/runs/07_explore/`); Δ overall is against the best row's seeds.", ""]
+                  "(`reports/runs/07_explore/`); Δ overall is against the best row's seeds. To repeat one: `python -m mtlib run "
+                  "$BEST <knob>=<value> profile=cpu seed=<k> out_dir=reports/runs/07_explore/<row>/seed<k>`, with "
+                  "`BEST` from the Makefile (each run's config.json has every value).", ""]
         lines += _table_markdown({**({"best": runs["best"]} if "best" in runs else {}), **tried})
     for label, found in (("07", runs), ("07, tried", tried)):
         for name, seeds in found.items():
