@@ -32,7 +32,6 @@ def test_table_is_mean_and_sample_std_over_seeds_with_wall_time():
     assert t.loc["best", "para_acc"] == "0.800 ± 0.000" and t.loc["best", "seeds"] == 3
     assert t.loc["best", "wall (min)"] == "11.0 ± 1.0"
     assert t.loc["para_head=concat", "overall"] == "0.633"       # one seed: no std
-    assert t.loc["para_head=concat", "Δ overall"] == "-0.100" and t.loc["best", "Δ overall"] == "+0.000"
     assert report.best_run(runs["best"])["sst_acc"] == 0.6
 
 
@@ -45,6 +44,13 @@ def test_the_change_is_paired_by_seed_with_its_t_interval():
             "schedule=constant": [at(1, 0.70)]}
     t = report.ablation_table(runs)
     # overall moves by -0.01, -0.02, -0.03: mean -0.02, sample std 0.01, t(0.975, 2) = 4.303 -> ± 0.0248
-    assert t.loc["para_head=concat", "paired Δ, 95% interval"] == "[-0.045, +0.005] (n=3)"
-    assert t.loc["schedule=constant", "paired Δ, 95% interval"] == "n=1: none"
-    assert t.loc["best", "paired Δ, 95% interval"] == ""
+    assert t.loc["para_head=concat", report.DELTA] == "-0.020 [-0.045, +0.005] (n=3)"
+    assert t.loc["schedule=constant", report.DELTA] == f"{(0.70 - 0.60) / 3:+.3f} (n=1: no interval)"   # seed 1 only
+    assert t.loc["best", report.DELTA] == ""
+
+
+def test_rows_with_no_seed_in_common_are_not_compared():
+    """A row's mean minus the best row's mean over different seeds would mix the knob's effect with seed noise."""
+    runs = {"best": [{**metrics(0.5, 0.8, 0.9, 600), "config": {"seed": 0}}],
+            "para_head=concat": [{**metrics(0.2, 0.5, 0.9, 600), "config": {"seed": 1}}]}
+    assert report.ablation_table(runs).loc["para_head=concat", report.DELTA] == "no seed in common"
