@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtlib import data, report  # noqa: E402
+from mtlib import data, figures, report  # noqa: E402
 
 STAGES = (("single_sst", ("sst",), 1), ("single_para", ("para",), 1), ("single_sts", ("sts",), 1),
           ("multitask", ("sst", "para", "sts"), 3), ("frozen", ("sst", "para", "sts"), 1))
@@ -28,7 +28,7 @@ def fake_novel_run(folder, data_dir) -> None:
             for step in range(STEPS):
                 lines.append({"type": "step", "stage": stage, "epoch": epoch, "step": step, "conflicts": 0,
                               **{f"loss_{t}": float(rng.uniform(0.2, 2)) for t in tasks}})
-            metrics = {report.TASK_METRIC[t]: float(rng.uniform(0.3, 0.9)) for t in tasks}
+            metrics = {figures.TASK_METRIC[t]: float(rng.uniform(0.3, 0.9)) for t in tasks}
             lines.append({"type": "epoch", "stage": stage, "epoch": epoch, **metrics,
                           "overall": float(np.mean(list(metrics.values())))})
         if stage == "single_sts":
@@ -55,7 +55,7 @@ def novel_run(tmp_path, tiny_data):
 
 
 def test_training_figure(novel_run, tiny_data, tmp_path):
-    fig = report.plot_training(novel_run, "Novel", tmp_path / "figures", "novel-training")
+    fig = figures.plot_training(novel_run, "Novel", tmp_path / "figures", "novel-training")
     assert (tmp_path / "figures" / "novel-training.png").stat().st_size > 10_000
     fig.canvas.draw()
     labelled(fig)
@@ -87,9 +87,9 @@ def test_training_figure(novel_run, tiny_data, tmp_path):
 
 def test_training_figure_without_data_has_no_reference_lines(novel_run, tmp_path, monkeypatch):
     (novel_run / "config.json").write_text(json.dumps({"data_dir": str(tmp_path / "gone")}))
-    fig = report.plot_training(novel_run, "Novel")
+    fig = figures.plot_training(novel_run, "Novel")
     assert not any("majority" in line.get_label() for line in fig.axes[-1].lines)
-    fig = report.plot_training(novel_run, "Novel", majority={"sst": 0.4})
+    fig = figures.plot_training(novel_run, "Novel", majority={"sst": 0.4})
     assert [line.get_ydata()[0] for line in fig.axes[-1].lines if "majority" in line.get_label()] == [0.4]
 
 
@@ -103,7 +103,7 @@ def test_gradient_figure(tmp_path):
         frame[f"cos_{a}_{b}_smooth"] = frame[f"cos_{a}_{b}"]
     for t in ("sst", "para", "sts"):
         frame[f"kept_{t}_smooth"] = 1.0
-    fig = report.plot_gradients({"Baseline (sum)": frame, "Another run with a long name": frame},
+    fig = figures.plot_gradients({"Baseline (sum)": frame, "Another run with a long name": frame},
                                 tmp_path, "gradients")
     assert (tmp_path / "gradients.png").exists()
     fig.canvas.draw()
@@ -119,7 +119,7 @@ def test_data_figures(tiny_data, tmp_path):
 
     from mtlib.models import resolve_encoder
     splits = {task: data.load_task(task, tiny_data) for task in data.TASKS}
-    fig = report.plot_labels(splits, tmp_path, "labels")
+    fig = figures.plot_labels(splits, tmp_path, "labels")
     labelled(fig)
     dsets = {task: data.to_dataset_dict(splits[task]) for task in data.TASKS}
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("all-MiniLM-L6-v2"))
@@ -130,6 +130,6 @@ def test_data_figures(tiny_data, tmp_path):
     table = report.length_table(lengths, {"cpu": 8})
     cut = sum(len(tokenizer(t[0])["input_ids"]) > 8 for t in splits["sst"]["train"].texts[:10])
     assert table.loc[("SST", "train", "sentence"), "cut at 8 (cpu)"] == f"{cut} ({cut / 10:.1%})"
-    fig = report.plot_lengths(lengths, {"smoke": 8, "cpu": 12}, tmp_path, "lengths")
+    fig = figures.plot_lengths(lengths, {"smoke": 8, "cpu": 12}, tmp_path, "lengths")
     labelled(fig)
     assert (tmp_path / "labels.png").exists() and (tmp_path / "lengths.png").exists()
