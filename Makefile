@@ -37,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed  ## create .venv with torch (CPU) and mtlib
 
 # The best configuration of notebooks/07_beyond.ipynb (its parameters cell; tests/test_cli.py keeps the two equal).
-BEST := pipeline=multitask combine=sum sts_head=cosine para_head=sbert sts_loss=mse schedule=linear warmup=0.1 dropout=0
+BEST := pipeline=multitask combine=sum sts_head=cosine para_head=sbert sts_loss=mse schedule=constant warmup=0.1 dropout=0
 
 run: setup  ## the best pipeline (07_beyond's best configuration), CPU profile, seed 0 -> runs/best/
 	$(PY) -m mtlib run $(BEST) profile=$(PROFILE) seed=0 out_dir=runs/best

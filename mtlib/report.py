@@ -844,8 +844,18 @@ def ablation_runs(out: str | Path) -> dict[str, list[dict]]:
         return path.parent.parent.name != "best", path.parent.parent.name, int(path.parent.name.removeprefix("seed"))
     for path in sorted(Path(out).glob("*/seed*/metrics.json"), key=order):
         name = path.parent.parent.name.replace("+", ", ").replace("-", "=")        # run_folder, inverted
-        found.setdefault(name, []).append(json.loads(path.read_text()))
+        m = json.loads(path.read_text())
+        # where it lies now (as `pipelines.run` reports a loaded run): a row's folder is renamed when the best
+        # configuration changes and the row it was becomes another
+        m["config"]["out_dir"] = _from_root(path.parent)
+        found.setdefault(name, []).append(m)
     return found
+
+
+def _from_root(path: Path) -> str:
+    """`path` relative to the repository root where it lies under it (what a run's config.json holds), else as is."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def best_run(seeds: list[dict]) -> dict:

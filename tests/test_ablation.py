@@ -54,3 +54,19 @@ def test_rows_with_no_seed_in_common_are_not_compared():
     runs = {"best": [{**metrics(0.5, 0.8, 0.9, 600), "config": {"seed": 0}}],
             "para_head=concat": [{**metrics(0.2, 0.5, 0.9, 600), "config": {"seed": 1}}]}
     assert report.ablation_table(runs).loc["para_head=concat", report.DELTA] == "no seed in common"
+
+
+def test_a_renamed_row_folder_is_read_where_it_lies_now(tmp_path):
+    """When the best configuration changes, a row's runs move to another folder; their config.json still names the
+    old one. The tables and the published leaderboard files must follow the folder, not the stale name."""
+    import json
+    run_dir = tmp_path / "07_beyond" / "best" / "seed0"
+    (run_dir / "predictions").mkdir(parents=True)
+    (run_dir / "predictions" / "sst-dev-output.csv").write_text("id,Predicted_Sentiment\n")
+    stale = "reports/runs/07_beyond/schedule-constant/seed0"
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics(0.5, 0.8, 0.9, 600),
+                                                      "config": {"seed": 0, "out_dir": stale}}))
+    [m] = report.ablation_runs(tmp_path / "07_beyond")["best"]
+    assert m["config"]["out_dir"] == str(run_dir.resolve())
+    files = report.publish_predictions(m, tmp_path / "published")
+    assert [f.name for f in files] == ["sst-dev-output.csv"]
