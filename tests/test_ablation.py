@@ -70,3 +70,12 @@ def test_a_renamed_row_folder_is_read_where_it_lies_now(tmp_path):
     assert m["config"]["out_dir"] == str(run_dir.resolve())
     files = report.publish_predictions(m, tmp_path / "published")
     assert [f.name for f in files] == ["sst-dev-output.csv"]
+
+
+def test_wall_time_leaves_out_runs_that_shared_the_machine():
+    """A run with CPU use below 95% (cpu_s / (wall_s x threads)) was slowed by another job: not the code's speed."""
+    alone = {**metrics(0.5, 0.8, 0.9, 600), "cpu_s": 1176.0, "threads": 2}           # 98%
+    shared = {**metrics(0.5, 0.8, 0.9, 1200), "cpu_s": 1680.0, "threads": 2}         # 70%
+    t = report.ablation_table({"best": [alone, {**alone, "wall_s": 720, "cpu_s": 1411.0}, shared], "other": [shared]})
+    assert t.loc["best", "wall (min)"] == "11.0 ± 1.4 (1 shared run left out)"
+    assert t.loc["other", "wall (min)"] == "20.0 (every run shared)"
