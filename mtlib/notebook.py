@@ -57,8 +57,7 @@ def setup(namespace: dict[str, Any], **fixed: Any) -> Notebook:
                           "parameters (`python -m mtlib run` takes any combination)")
     params = {**{name: namespace[name] for name in names - set(fixed) if name in namespace}, **fixed}
     cfg = Config.from_dict(params)
-    os.chdir(ROOT)
-    _short_warnings()
+    at_root()
     out = Path(shown(cfg.out_dir))
     extras = {name: namespace.get(name) for name in EXTRAS if name in namespace}
     figures = Path(shown(extras["figures_dir"])) if extras.get("figures_dir") else out / "figures"
@@ -66,6 +65,14 @@ def setup(namespace: dict[str, Any], **fixed: Any) -> Notebook:
           f"out_dir {out}/, figures {figures}/")
     params["out_dir"] = str(out)
     return Notebook(params, Config.from_dict(params), out, figures, extras)
+
+
+def at_root() -> None:
+    """Make the kernel's working folder the repository root and shorten mtlib's warnings, so that relative paths
+    mean the same under JupyterLab, papermill and nbval and an executed copy carries no machine path; `setup`
+    does it, and a notebook that runs many configurations (06, 07) calls it itself, then `shown(out_dir)`."""
+    os.chdir(ROOT)
+    _short_warnings()
 
 
 def injected_names(namespace: dict[str, Any]) -> set[str]:

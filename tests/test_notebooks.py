@@ -187,3 +187,21 @@ def test_a_notebook_run_keeps_zero_meaning_no_cap(fresh, monkeypatch):
     nb.run("a", dropout=0)
     cfg = Config.from_dict(seen)
     assert cfg.steps_per_epoch is None and cfg.dropout == 0 and seen["out_dir"] == "runs/x/a"
+
+
+def test_papermill_07_shows_its_runs_from_the_repository_root(tmp_path):
+    """07 runs many configurations without `setup`; its executed copy must still carry no machine path."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the CS224N data at {SHARED_DATA} (python -m mtlib download)")
+    import shutil
+
+    import papermill as pm
+    out = ROOT / "runs" / f"test-07-{os.getpid()}"            # inside the repository (runs/ is ignored by git)
+    try:
+        pm.execute_notebook(str(ROOT / "notebooks" / "07_beyond.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters={"profile": "smoke", "out_dir": str(out), "progress": False}, progress_bar=False)
+        shown = outputs(tmp_path / "out.ipynb")
+        assert f"from `runs/test-07-{os.getpid()}/best/seed0`" in shown           # the published leaderboard files
+        assert f"{ROOT}/" not in shown
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
