@@ -481,6 +481,11 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
              "improvement set back to the report's choice at a time; Δ overall is each row minus the best row, over the seeds both ran. Issue 12's "
              "targets: SST ≥ 0.50, Quora ≥ 0.86, STS ≥ 0.89, overall ≥ 0.75.", ""]
     lines += _table_markdown(runs) if runs else ["Not run yet: `python -m mtlib report --execute --only 07_beyond`.", ""]
+    published = sorted(p.name for p in (root / "07_beyond" / "predictions").glob("*-output.csv"))
+    if published:       # what the executed notebook published: the best configuration's best seed on dev
+        lines += [f"Leaderboard files of the best configuration's best seed (dev `overall`): "
+                  f"{', '.join(f'`{n}`' for n in published)} in `{_from_root(root / '07_beyond' / 'predictions')}/`; "
+                  "the executed notebook: `reports/notebooks/07_beyond.ipynb`.", ""]
     if tried:
         lines += ["### Other configurations tried (dev only, to choose the best)", "",
                   "Each row is the best configuration with the knobs its name gives changed "

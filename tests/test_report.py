@@ -167,6 +167,11 @@ def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):
     assert "0.470 ± 0.014" in rows[0] and "| 2 |" in rows[0]                     # SST of seeds 2 and 10
     assert "| no seed in common |" in rows[1]                        # best ran seeds 2 and 10, this row seed 0
     assert "| 07: best | 10 | `07_beyond/best/seed10` |" in text                  # each run in the runs table
+    assert "Leaderboard files" not in section                                    # the notebook has not run
+    (tmp_path / "07_beyond" / "predictions").mkdir()
+    (tmp_path / "07_beyond" / "predictions" / "sst-dev-output.csv").write_text("id,Predicted_Sentiment\n")
+    assert "Leaderboard files of the best configuration's best seed (dev `overall`): `sst-dev-output.csv` in " \
+        in report.results_markdown(tmp_path)
 
 
 def test_results_count_the_reports_pcgrad_explanation_over_every_seed(tmp_path):
