@@ -809,15 +809,20 @@ def run_folder(name: str) -> str:
     return name.replace(", ", "+").replace("=", "-")
 
 
+def _cpu_fraction(m: dict) -> float | None:
+    """A run's CPU seconds over wall seconds x threads (None where not recorded)."""
+    return m["cpu_s"] / (m["wall_s"] * m["threads"]) if m.get("cpu_s") and m.get("threads") else None
+
+
 def _cpu_use(m: dict) -> str:
-    return f"{m['cpu_s'] / (m['wall_s'] * m['threads']):.0%}" if m.get("cpu_s") and m.get("threads") else ""
+    return f"{_cpu_fraction(m):.0%}" if _cpu_fraction(m) is not None else ""
 
 
 def _shared(m: dict) -> bool:
     """Whether a CPU run shared the machine: its CPU seconds below 95% of wall seconds x threads (runs that had
     the 2-core machine to themselves measure 96-98%; one beside the test suite, 72-92%)."""
-    return (not str(m.get("device", "cpu")).startswith("cuda") and bool(m.get("cpu_s")) and bool(m.get("threads"))
-            and m["cpu_s"] / (m["wall_s"] * m["threads"]) < 0.95)
+    use = _cpu_fraction(m)
+    return not str(m.get("device", "cpu")).startswith("cuda") and use is not None and use < 0.95
 
 
 def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
