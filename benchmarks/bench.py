@@ -181,11 +181,10 @@ def compile_check(cfg: Config, data, device, reps: int, steps: int) -> dict:
     configuration: two copies of the same model, one with `encoder.compile(dynamic=True)` (in place, so parameter
     names and the flat gradient buffer stay as they are; dynamic, since length bucketing gives every batch its own
     sequence length), the same batches for both, interleaved, the order alternating each repetition."""
-    from mtlib.models import build_model as build
     models = {}
     for name in ("eager", "compiled"):
         torch.manual_seed(0)
-        models[name], _ = build(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl, cfg.para_head)
+        models[name], _ = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl, cfg.para_head)
     models["compiled"].load_state_dict(models["eager"].state_dict())
     # an empty inductor cache: the compile time a first run pays, not one warmed by an earlier measurement
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="mtlib-inductor-")
