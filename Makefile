@@ -58,17 +58,21 @@ report: setup  ## every notebook for every seed (SEEDS="0 1 2") with papermill, 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
 	$(PY) -m mtlib sweep
 
-profile: setup  ## issue 9's savings measured before/after in one process, and where each finished run's time went -> reports/profile.md
+profile: setup  ## where each run's time went, one seed of `make report`, the parity check, issue 9's savings -> reports/profile.md
 	$(PY) benchmarks/stages.py
 	$(PY) -m mtlib profile
 
 bench: setup  ## training/eval speed, one process, interleaved -> reports/performance.md
 	$(PY) benchmarks/bench.py
 
-PARITY_OFF := pipeline=novel profile=$(PROFILE) seed=0 precision=fp32 bucket=false dropout_impl=torch progress=false
-parity: setup  ## the novel pipeline with the fast path off (dropout 0 and 0.1), for performance.md's parity table
-	$(PY) -m mtlib run $(PARITY_OFF) dropout=0 out_dir=reports/runs/parity-fp32-unbucketed
-	$(PY) -m mtlib run $(PARITY_OFF) dropout=0.1 out_dir=reports/runs/parity-fp32-unbucketed-dropout
+# The fast path off: fp32, batches in random order (no length bucketing), nn.Dropout. Each parity run is compared with
+# the fast-path seeds of the same configuration (reports/profile.md): the best one (dropout 0) and CS + GS (0.1).
+PARITY_OFF := profile=$(PROFILE) seed=0 precision=fp32 bucket=false dropout_impl=torch progress=false
+parity: setup  ## the best configuration and CS + GS with the fast path off, seed 0, for profile.md's parity check
+	$(PY) -m mtlib run $(BEST) $(PARITY_OFF) out_dir=reports/runs/parity/best-fast-path-off/seed0
+	$(PY) -m mtlib run pipeline=multitask combine=pcgrad sts_head=cosine dropout=0.1 $(PARITY_OFF) \
+		out_dir=reports/runs/parity/cs_gs-fast-path-off/seed0
+	$(PY) -m mtlib profile
 
 gpu-pack: setup  ## .gpu/ for a lent GPU machine: fp16 encoder, data, wheels (then benchmarks/gpu.sh there; reports/gpu/README.md)
 	PY=$(PY) benchmarks/gpu_pack.sh

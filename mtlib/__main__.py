@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in download(dest, force=args.force):
                 print(path)
         elif command == "profile":
-            from .report import ReportError, write_profile
+            from .cost import write_profile
+            from .report import ReportError
             try:
                 print(write_profile(rest))
             except ReportError as err:

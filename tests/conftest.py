@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random BERT (fast) and a small synthetic CS224N-format data folder."""
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -74,3 +75,16 @@ def tiny_config(tiny_data, tiny_encoder, tmp_path):
     return dict(profile="smoke", encoder=tiny_encoder, data_dir=str(tiny_data), out_dir=str(tmp_path / "run"),
                 lr=1e-3, batch_size=8, epochs=2, steps_per_epoch=4, max_length=16, max_train=0, max_eval=0,
                 progress=False)
+
+
+def fake_run(folder, **metrics):
+    """A finished run's metrics.json in `folder`, with plausible defaults that `metrics` overrides."""
+    folder.mkdir(parents=True)
+    m = {"sst_acc": 0.4, "para_acc": 0.7, "sts_pearson": 0.8, **metrics}
+    m["overall"] = (m["sst_acc"] + m["para_acc"] + m["sts_pearson"]) / 3
+    m = {**dict(final_stage="multitask", best_epoch=1, wall_s=60.0, device="cpu: test", precision="fp32",
+             encoder="all-MiniLM-L6-v2", finished_at="2026-11-28T00:00:00+00:00", versions={"mtlib": "abc"},
+             majority={"sst_acc": 0.26, "para_acc": 0.63},
+             config={"profile": "cpu", "dropout": 0.1, "lr": 5e-5, "batch_size": 16, "epochs": 1,
+                     "steps_per_epoch": 700}), **m}
+    (folder / "metrics.json").write_text(json.dumps(m))

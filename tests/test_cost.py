@@ -1,0 +1,102 @@
+"""What runs cost (mtlib.cost, reports/profile.md): where a run's time went, one seed of `make report`, and the
+fast path's parity check."""
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import fake_run
+from mtlib import cost, report
+
+
+def _with_steps(folder, n_steps, pipeline="multitask", **metrics):
+    """A finished fake run whose step log has n_steps steps and whose metrics.json has `metrics`."""
+    fake_run(folder, **metrics)
+    m = json.loads((folder / "metrics.json").read_text())
+    m["config"].update(pipeline=pipeline, **metrics.pop("config", {}))
+    (folder / "metrics.json").write_text(json.dumps(m))
+    steps = [{"type": "step", "stage": "multitask", "step": i, "step_s": 1.0} for i in range(n_steps)]
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in steps) + "\n")
+
+
+def test_run_profile_adds_up_to_the_wall_time(tiny_config):
+    from mtlib.pipelines import run
+    m = run(tiny_config, pipeline="novel", epochs=1)
+    t = cost.run_profile(tiny_config["out_dir"])
+    assert list(t.index) == [s["name"] for s in m["stages"]] + ["whole run"]
+    parts = list(cost.PHASES) + list(cost.OUTSIDE) + ["rest"]
+    assert (t[parts].sum(axis=1) - t["wall (s)"]).abs().max() < 1e-6
+    assert t.loc["whole run", "wall (s)"] == m["wall_s"] and t.loc["frozen", "features"] > 0
+    assert t.loc["multitask", "surgery"] > 0 and t.loc["single_sst", "surgery"] == 0
+    md = cost.profile_markdown([tiny_config["out_dir"]])
+    assert "| frozen |" in md and "Share of the run's" in md
+
+
+def test_the_profile_takes_each_rows_lowest_quiet_seed_that_ran_in_one_process(tmp_path):
+    fake_run(tmp_path / "04_cs_gs" / "seed0" / "cs_gs", resumed=True)
+    fake_run(tmp_path / "04_cs_gs" / "seed2" / "cs_gs")
+    fake_run(tmp_path / "04_cs_gs" / "seed1" / "cs_gs")
+    fake_run(tmp_path / "01_baseline" / "seed0" / "baseline", resumed=True)
+    assert cost.profile_runs(tmp_path) == [tmp_path / "04_cs_gs" / "seed1" / "cs_gs"]
+    fake_run(tmp_path / "03_cosine_similarity" / "seed0" / "cs", cpu_s=60.0, threads=2, wall_s=60.0)       # shared
+    fake_run(tmp_path / "03_cosine_similarity" / "seed1" / "cs", cpu_s=118.0, threads=2, wall_s=60.0)      # quiet
+    assert tmp_path / "03_cosine_similarity" / "seed1" / "cs" in cost.profile_runs(tmp_path)
+    with pytest.raises(report.ReportError, match="resumed run"):
+        cost.profile_markdown([tmp_path / "01_baseline" / "seed0" / "baseline"])
+
+
+def test_one_seed_of_make_report_measures_quiet_runs_and_projects_the_rest(tmp_path):
+    _with_steps(tmp_path / "01_baseline/seed0/baseline", 700, wall_s=1000.0, cpu_s=1960.0, threads=2)   # CPU use 98%
+    _with_steps(tmp_path / "01_baseline/seed1/baseline", 700, wall_s=1400.0, cpu_s=2744.0, threads=2)   # 98%
+    _with_steps(tmp_path / "01_baseline/seed2/baseline", 700, wall_s=3000.0, cpu_s=3600.0, threads=2)   # shared: 60%
+    _with_steps(tmp_path / "03_cosine_similarity/seed0/cs", 700, wall_s=900.0)           # CPU use not recorded
+    _with_steps(tmp_path / "05_novel-no-dropout/seed0/novel", 3000, "novel", wall_s=2700.0, cpu_s=5300.0, threads=2)
+    t = cost.seed_cost(tmp_path).set_index("run")
+    assert t.loc["Baseline", "wall_s"] == 1200.0 and t.loc["Baseline", "steps"] == 700    # the shared seed left out
+    assert "median of 2 of 3 runs (quiet)" in t.loc["Baseline", "from"]
+    assert t.loc["Cosine Similarity (CS)", "wall_s"] == 900.0
+    assert "CPU use not recorded" in t.loc["Cosine Similarity (CS)", "from"]
+    per_step = 1200.0 / 700                                    # only quiet multitask rows set the cost of a step
+    assert t.attrs["per_step_s"] == pytest.approx(per_step)
+    novel_steps = "CS + GS, no dropout, novel's step count (not in the report)"
+    assert t.loc[novel_steps, "steps"] == 3 * 771 and t.loc[novel_steps, "wall_s"] == pytest.approx(3 * 771 * per_step)
+    assert t.loc["Novel: CS + GS", "wall_s"] == 2700.0 and "as Novel: CS + GS, no dropout" in t.loc["Novel: CS + GS",
+                                                                                                     "from"]
+    assert t.loc["combine=upgrad", "wall_s"] == pytest.approx(700 * per_step)
+    md = cost.seed_cost_markdown(tmp_path)
+    total = t["wall_s"].sum() / 60
+    assert f"| **{total:.0f}** |" in md and f"hold {40 * 60 / per_step:,.0f} steps" in md
+
+
+def test_parity_compares_a_fast_path_off_run_with_the_seeds_of_its_configuration(tmp_path):
+    cfg = dict(pipeline="multitask", combine="sum", sts_head="cosine", para_head="sbert")
+    for seed, sst in enumerate((0.46, 0.45, 0.47)):
+        fake_run(tmp_path / f"07_beyond/best/seed{seed}", sst_acc=sst,
+                  config={**cfg, "seed": seed, "out_dir": f"elsewhere/{seed}", "profile": "cpu", "dropout": 0.0})
+    fake_run(tmp_path / "07_beyond/para_head-concat/seed0", sst_acc=0.9,      # another configuration: not compared
+              config={**cfg, "para_head": "concat", "profile": "cpu", "dropout": 0.0})
+    off = dict(precision="fp32", bucket=False, dropout_impl="torch", seed=0, profile="cpu", dropout=0.0)
+    fake_run(tmp_path / "parity/best-fast-path-off/seed0", sst_acc=0.44, config={**cfg, **off})
+    fake_run(tmp_path / "parity/far/seed0", sst_acc=0.30, config={**cfg, **off})
+    near, far = sorted(cost.parity(tmp_path), key=lambda r: r["run"])
+    assert len(near["fast"]) == 3 and {m["config"]["seed"] for m in near["fast"]} == {0, 1, 2}
+    x = np.array([0.46, 0.45, 0.47])
+    half = stats.t.ppf(0.975, 2) * x.std(ddof=1) * np.sqrt(1 + 1 / 3)
+    s = near["metrics"]["sst_acc"]
+    assert s["lo"] == pytest.approx(x.mean() - half) and s["hi"] == pytest.approx(x.mean() + half)
+    assert s["within"] and not far["metrics"]["sst_acc"]["within"]
+    md = cost.parity_markdown(tmp_path)
+    assert "**Parity holds**" in md and "**Outside the fast path's spread**: SST acc, overall." in md
+
+
+def test_parity_fills_the_fields_an_older_run_predates_with_their_defaults(tmp_path):
+    # a run made before para_head existed trained the report's concat head: it matches concat, not sbert
+    fake_run(tmp_path / "04_cs_gs/seed0/cs_gs", config={"pipeline": "multitask", "profile": "cpu", "dropout": 0.0})
+    fake_run(tmp_path / "parity/sbert/seed0",
+              config={"pipeline": "multitask", "profile": "cpu", "dropout": 0.0, "para_head": "sbert", "bucket": False})
+    fake_run(tmp_path / "parity/concat/seed0",
+              config={"pipeline": "multitask", "profile": "cpu", "dropout": 0.0, "para_head": "concat", "bucket": False})
+    by_name = {r["run"].rsplit("/", 2)[-2]: r for r in cost.parity(tmp_path)}
+    assert len(by_name["concat"]["fast"]) == 1 and by_name["sbert"]["fast"] == []
+    assert "No verdict: fewer than two fast-path runs" in cost.parity_markdown(tmp_path)
