@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"mtlib: error: {err}", file=sys.stderr)
                 return 2
         elif command == "sweep":
-            from .report import lr_sweep
+            from .sweep import lr_sweep
             params = parse_params(rest)
             lrs = tuple(float(x) for x in params.pop("lrs", "2e-5,5e-5,1e-4").split(","))
             print(lr_sweep(lrs, **params).round(3).to_string(index=False))
