@@ -277,11 +277,16 @@ def pcgrad_conclusion(findings: dict, runs: dict[str, dict], frames: dict[str, p
         f"{cos_sts:.3f}): " + ("**yes**" if f["near-orthogonal (median |cos| of STS pairs < 0.1)"] else "**no**") + "."]
     if "cross-task |cos| on the same model" in f:
         floor = {t: f[f"noise floor |cos| {t} (same task, other batch)"] for t in ("sst", "para", "sts")}
+        cross = f["cross-task |cos| on the same model"]
+        reading = ("below every task's own floor: two tasks' gradients are closer to orthogonal than two batches of "
+                   "one task are, so the tasks are unrelated rather than opposed" if cross < min(floor.values()) else
+                   "within the range of the floors: the tasks disagree no more than two batches of one task do"
+                   if cross <= max(floor.values()) else
+                   "above every floor: the tasks' gradients are more aligned, or more opposed, than batch noise explains")
         lines.append(
             "- **Noise floor:** two gradients of the *same* task on different batches (final model) have median "
             "|cos| " + ", ".join(f"{TASK_NAMES[t]} {v:.3f}" for t, v in floor.items())
-            + f"; across tasks {f['cross-task |cos| on the same model']:.3f}. A cross-task cosine near the "
-            "same-task one says the tasks disagree no more than two batches of one task do.")
+            + f"; across tasks {cross:.3f}, {reading}.")
     lines += [
         f"- **Conflicts:** at least one pair conflicts on {f['share of steps with a conflict']:.0%} of steps; with "
         f"random signs it would be {f['same share if signs were random']:.0%}, so a conflict count alone says little "
@@ -445,6 +450,7 @@ def pcgrad_seeds_markdown(runs_dir: str | Path) -> list[str]:
         rows[path.parent.parent.name.removeprefix("seed")] = {
             **{f"median abs cos {TASK_NAMES[a]}-{TASK_NAMES[b]}": f"{f[f'median |cos {a}-{b}|']:.3f}" for a, b in TASK_PAIRS},
             "noise floor (same task)": f"{min(floor):.3f}–{max(floor):.3f}" if floor else "not kept",
+            "cross-task, same model": f"{f['cross-task |cos| on the same model']:.3f}" if floor else "not kept",
             "steps with a conflict": f"{f['share of steps with a conflict']:.0%}",
             **{f"median kept {TASK_NAMES[t]}": f"{f[f'median kept {t}']:.1%}" for t in ("sst", "para", "sts")},
             "near-orthogonal": f["near-orthogonal (median |cos| of STS pairs < 0.1)"],
@@ -455,8 +461,8 @@ def pcgrad_seeds_markdown(runs_dir: str | Path) -> list[str]:
               "the first 10 steps. The report explained GS's STS failure by STS gradients near-orthogonal to the "
               "others (median |cos| < 0.1) that PCGrad nearly annihilates (median kept < 50%). If every pair's sign "
               f"were a coin flip, {1 - 0.5 ** len(TASK_PAIRS):.0%} of steps would show a conflict. The noise floor "
-              "is the median |cos| between one task's gradients on two batches of the final model (02 keeps it "
-              "where the run's checkpoint was at hand).", "",
+              "is the median |cos| between one task's gradients on two batches of the final model, beside the median |cos| "
+              "between two tasks' gradients on that model (02 keeps both where the run's checkpoint was at hand).", "",
               "| seed | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
     lines += [f"| {seed} | " + " | ".join("yes" if v is True else "no" if v is False else str(v) for v in r) + " |"
               for seed, r in zip(table.index, table.itertuples(index=False))]

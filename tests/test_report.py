@@ -152,11 +152,14 @@ def test_results_count_the_reports_pcgrad_explanation_over_every_seed(tmp_path):
                   **{f"norm_after_{t}": 2.0 * (kept_sts if t == "sts" else 1.0) for t in ("sst", "para", "sts")}}
                  for i in range(30)]
         (folder / "metrics.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+        if seed == 1:
+            (folder / "gradient_noise.json").write_text(json.dumps(_noise((0.12, 0.14, 0.2), 0.04)))
     text = report.results_markdown(tmp_path)
     section = text.split("## 02: PCGrad's gradients, every seed")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "seed |" not in line]
     assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 1", "| 10"]              # by seed number
-    assert "| 0.050 | 0.050 | 0.050 | not kept | 50% | 100.0% | 100.0% | 30.0% | yes | yes |" in rows[0]
+    assert "| 0.050 | 0.050 | 0.050 | not kept | not kept | 50% | 100.0% | 100.0% | 30.0% | yes | yes |" in rows[0]
+    assert "| 0.120–0.200 | 0.040 |" in rows[1]                                     # same task vs across tasks
     assert rows[2].endswith("| no | no |")                                          # |cos| 0.5: not orthogonal
     assert "near-orthogonal to the others in 2 of 3, and PCGrad annihilates STS in 1 of 3" in section
     assert "holds in some seeds only" in section
@@ -176,3 +179,42 @@ def test_results_show_the_configurations_tried_beside_07s_best_row(tmp_path):
     assert f"| {0.06 / 3:+.3f} (n=1: no interval) |" in rows[1]                  # against best's seed 0
     assert "| 07, tried: combine=imtl_g | 0 | `07_explore/combine-imtl_g/seed0` |" in text
     assert "### Other configurations tried" not in report.results_markdown(tmp_path / "none")
+
+
+def _telemetry(n=40, cos=0.03, kept_sts=0.999, conflicts=1):
+    """A gradient_frame-like table: n steps of constant cosines, survival fractions and norms."""
+    import pandas as pd
+    row = {**{f"cos_{a}_{b}": cos for a, b in report.TASK_PAIRS}, "conflicts": conflicts, "norm_combined": 1.0,
+           "kept_sst": 1.0, "kept_para": 1.0, "kept_sts": kept_sts,
+           "norm_before_sst": 5.0, "norm_before_para": 2.0, "norm_before_sts": 8.0}
+    return pd.DataFrame([row] * n)
+
+
+def _noise(same, cross):
+    return ([{"task_a": t, "task_b": t, "cosine": -v} for t, v in zip(("sst", "para", "sts"), same)]
+            + [{"task_a": a, "task_b": b, "cosine": cross} for a, b in report.TASK_PAIRS])
+
+
+def test_pcgrad_findings_against_the_reports_two_explanations_and_the_noise_floor():
+    f = report.pcgrad_findings(_telemetry(cos=-0.03, kept_sts=0.999), noise=_noise((0.12, 0.14, 0.2), 0.04))
+    assert f["median |cos sst-sts|"] == pytest.approx(0.03) and f["median kept sts"] == pytest.approx(0.999)
+    assert f["near-orthogonal (median |cos| of STS pairs < 0.1)"] and not f["STS annihilated (median kept < 0.5)"]
+    assert f["share of steps with a conflict"] == 1.0 and f["same share if signs were random"] == 0.875
+    assert f["noise floor |cos| sts (same task, other batch)"] == pytest.approx(0.2)      # |cos|: the sign dropped
+    assert f["cross-task |cos| on the same model"] == pytest.approx(0.04)
+    g = report.pcgrad_findings(_telemetry(cos=-0.5, kept_sts=0.3))
+    assert not g["near-orthogonal (median |cos| of STS pairs < 0.1)"] and g["STS annihilated (median kept < 0.5)"]
+
+
+@pytest.mark.parametrize("cross,reading", [
+    (0.04, "below every task's own floor"), (0.13, "within the range of the floors"), (0.5, "above every floor")])
+def test_pcgrad_conclusion_reads_the_cross_task_cosine_against_the_floors(cross, reading):
+    frames = {"sum": _telemetry(), "mean": _telemetry().assign(norm_combined=1 / 3)}
+    runs = {"sum": {"sts_pearson": 0.387, "overall": 0.521}, "mean": {"sts_pearson": 0.393, "overall": 0.523}}
+    f = report.pcgrad_findings(frames["sum"], noise=_noise((0.12, 0.14, 0.2), cross))
+    text = report.pcgrad_conclusion(f, runs, frames, {"sts_pearson": 0.389, "overall": 0.525})
+    assert reading in text and "across tasks" in text
+    assert text.startswith("**PCGrad does not hurt STS here")                       # -0.002: not a hurt
+    assert "0.33x as long" in text and "STS r moves by +0.006" in text
+    hurt = report.pcgrad_conclusion(f, runs, frames, {"sts_pearson": 0.5, "overall": 0.6})
+    assert hurt.startswith("**PCGrad hurts STS here, as in the report")
