@@ -392,10 +392,8 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                 lines.append(f"| {name} | not run | | | | 0 | " + " | ".join(_paper(name)) + " | |")
                 continue
             ours = [_mean_std([m[k] for m in runs.values()]) for k in METRICS]
-            whole = [m["wall_s"] / 60 for m in runs.values() if not m.get("resumed")]   # a resumed run's is partial
-            wall = f"{sum(whole) / len(whole):.1f}" if whole else "resumed"
             lines.append(f"| {name} | " + " | ".join(ours) + f" | {len(runs)} | " + " | ".join(_paper(name))
-                         + f" | {wall} |")
+                         + f" | {wall_text(list(runs.values()))} |")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
     lines += _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir)
@@ -413,11 +411,11 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
               "| epochs × steps | mtlib commit | wall (min) | CPU use | finished |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
-              "`wall (min)` in the tables above is the mean over the runs that trained in one process; a resumed run's "
-              "counts only its last process, and is left out of that mean. `CPU use`: the run's CPU seconds over "
-              "wall seconds × threads (recorded since mtlib 983957f); well below 100% on a CPU run means the machine "
-              "was shared, so that wall time is not the code's speed; 07's tables leave runs below 95% out of their "
-              "wall-time means.", "",
+              "`wall (min)` in the tables above is the mean ± std over the runs whose wall time is the code's speed: a "
+              "resumed run's counts only its last process, and a run with CPU use below 95% shared the machine, so "
+              "both are left out (the table says how many). `CPU use`: the run's CPU seconds over wall seconds × "
+              "threads (recorded since mtlib 983957f; runs that had the 2-core machine to themselves measure 96-98%).",
+              "",
               "## Caveats", "",
               "- **Quora is not the official split.** The shared data's Quora train/dev/test files are a split of the "
               "official `quora-dev.csv` (20,214 pairs), so Quora numbers are not comparable with the report's, which "
@@ -696,17 +694,27 @@ def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
         row = {"configuration": name, "seeds": len(seeds)}
         row.update({k: _mean_std([m[k] for m in seeds]) for k in METRICS})
         row[DELTA] = "" if seeds is first_runs else _paired_text(paired_interval(by_seed(seeds), by_seed(first_runs)))
-        # a run that shared the machine (CPU use below 95%) ran slower than the code does: its wall time is left out
-        alone = [m for m in seeds if not _shared(m)]
-        shared = len(seeds) - len(alone)
-        row["wall (min)"] = (_mean_std([m["wall_s"] / 60 for m in alone], 1)
-                             + (f" ({shared} shared run{'s' if shared > 1 else ''} left out)" if shared else "")
-                             if alone else _mean_std([m["wall_s"] / 60 for m in seeds], 1) + " (every run shared)")
+        row["wall (min)"] = wall_text(seeds)
         table.append(row)
     return pd.DataFrame(table).set_index("configuration")
 
 
 DELTA = "Δ overall vs best, paired by seed (95% interval)"
+
+
+def wall_text(runs: list[dict]) -> str:
+    """A row's wall time per run (minutes, mean ± std) over the runs that say how fast the code is: a resumed run's
+    wall time counts only its last process, and a run that shared the machine (CPU use below 95%) ran slower than
+    the code does, so both are left out, and the text says how many."""
+    whole = [m for m in runs if not m.get("resumed")]
+    alone = [m for m in whole if not _shared(m)]
+    left = [f"{n} {what} run{'s' if n > 1 else ''}" for n, what in
+            ((len(whole) - len(alone), "shared"), (len(runs) - len(whole), "resumed")) if n]
+    if alone:
+        return _mean_std([m["wall_s"] / 60 for m in alone], 1) + (f" ({' and '.join(left)} left out)" if left else "")
+    if whole:
+        return _mean_std([m["wall_s"] / 60 for m in whole], 1) + " (every run shared)"
+    return "resumed"
 
 
 def _paired_text(p: dict) -> str:

@@ -25,12 +25,14 @@ def test_verdict(lo, hi, sign, expected):
     assert report.verdict(lo, hi, sign) == expected
 
 
-def test_a_resumed_runs_partial_wall_time_is_marked_and_left_out_of_the_rows_mean(tmp_path):
+def test_resumed_and_shared_runs_wall_times_are_marked_and_left_out_of_the_rows_mean(tmp_path):
     fake_run(tmp_path / "03_cosine_similarity" / "seed0" / "cs", wall_s=600.0)
     fake_run(tmp_path / "03_cosine_similarity" / "seed1" / "cs", wall_s=60.0, resumed=True)
+    fake_run(tmp_path / "03_cosine_similarity" / "seed2" / "cs", wall_s=1200.0, cpu_s=1200.0, threads=2)   # 50%
     fake_run(tmp_path / "01_baseline" / "seed0" / "baseline", wall_s=60.0, resumed=True)
     lines = report.results_markdown(tmp_path).splitlines()
-    assert next(x for x in lines if x.startswith("| Cosine Similarity (CS) |")).endswith("| 10.0 |")
+    assert next(x for x in lines if x.startswith("| Cosine Similarity (CS) |")).endswith(
+        "| 10.0 (1 shared run and 1 resumed run left out) |")
     assert next(x for x in lines if x.startswith("| Baseline |")).endswith("| resumed |")
     assert any(x.startswith("| Cosine Similarity (CS) | 1 |") and "| 1.0 (resumed: last process only) |" in x
                for x in lines)
