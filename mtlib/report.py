@@ -47,6 +47,9 @@ PLAN = (
 )
 SEEDS = (0, 1, 2)
 ONCE = ("00_data",)          # labels that train nothing: executed for the first seed only
+# the seed whose figures go to <reports_dir>/figures (README, results.md); every other seed's lie beside its runs, so
+# that seeds added in a later sitting (`make report SEEDS="1"`) never overwrite them
+FIGURE_SEED = SEEDS[0]
 # Notebooks that loop over seeds themselves (-p seeds [...]): executed once, after PLAN, with all the seeds asked for,
 # into <reports_dir>/notebooks/<label>.ipynb and <reports_dir>/runs/<label>/<row>/seed<k>/.
 AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_methods"), ("07_beyond", {}, "07_beyond"))
@@ -545,8 +548,8 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
     field that a notebook fixes itself (its rung's pipeline, combine, sts_head) or PLAN sets is an error.
 
     Runs are resumed: a finished run of the same config is loaded, a killed one goes on from its checkpoint, so
-    an interrupted `make report` loses at most the steps since the last checkpoint. Figures of the first seed go
-    to <reports_dir>/figures; the other seeds' beside their runs.
+    an interrupted `make report` loses at most the steps since the last checkpoint. Figures of FIGURE_SEED (0) go
+    to <reports_dir>/figures; every other seed's beside its runs, whichever seeds this call runs.
     """
     labels = [label for _, _, label in PLAN] + [label for _, _, label in AFTER]
     unknown = sorted(set(only or []) - set(labels))
@@ -568,7 +571,7 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
             params = {**{k: str(reports / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
                          for k, v in params.items()},                  # PLAN's *_dir: in reports
                       "out_dir": str(folder), "seed": seed, "resume": True, "progress": False,
-                      "figures_dir": str(reports / "figures" if seed == seeds[0] else folder / "figures"),
+                      "figures_dir": str(reports / "figures" if seed == FIGURE_SEED else folder / "figures"),
                       "figure_prefix": label, **({"profile": profile} if profile else {}), **common}
             _papermill(notebook, reports / "notebooks" / f"{label}-seed{seed}.ipynb", params, f"run {label}, seed {seed}")
     for notebook, params, label in AFTER:

@@ -88,6 +88,9 @@ def test_execute_runs_each_seed_of_the_rungs_then_the_seed_looping_notebooks_onc
         ("notebooks/06_gradient_methods.ipynb", str(tmp_path / "rep/notebooks/06_gradient_methods.ipynb")),
         ("notebooks/07_beyond.ipynb", str(tmp_path / "rep/notebooks/07_beyond.ipynb"))]
     assert calls[1][2]["seed"] == 2 and calls[1][2]["dropout"] == 0
+    # seed 0's figures are the report's; seeds run in a later sitting keep theirs beside their runs
+    assert [c[2]["figures_dir"] for c in calls[:2]] == [
+        str(tmp_path / f"rep/runs/04_cs_gs-no-dropout/seed{k}/figures") for k in (1, 2)]
     assert calls[1][2]["out_dir"] == str(tmp_path / "rep/runs/04_cs_gs-no-dropout/seed2")
     methods, beyond = calls[2][2], calls[3][2]
     assert methods["seeds"] == [1, 2] and beyond["seeds"] == [1, 2] and "seed" not in methods
