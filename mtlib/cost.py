@@ -317,7 +317,8 @@ def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
             s = r["metrics"][k]
             lines.append(f"| {name} | {s['mean']:.3f} ± {s['sd']:.3f} | [{s['lo']:.3f}, {s['hi']:.3f}] | "
                          f"{s['off']:.3f} | {'yes' if s['within'] else 'no'} |")
-        outside = [METRIC_NAMES[k] for k, s in r["metrics"].items() if not s["within"]]
+        outside = [f"{METRIC_NAMES[k]} ({'above' if s['off'] > s['hi'] else 'below'} it)" for k, s in r["metrics"].items()
+                   if not s["within"]]
         verdict = ("**Parity holds**: every metric lies within the fast path's seed-to-seed spread." if not outside
                    else f"**Outside the fast path's spread**: {', '.join(outside)}." if len(fast) >= 2
                    else "No verdict: fewer than two fast-path runs to measure the spread.")

@@ -87,7 +87,7 @@ def test_parity_compares_a_fast_path_off_run_with_the_seeds_of_its_configuration
     assert s["lo"] == pytest.approx(x.mean() - half) and s["hi"] == pytest.approx(x.mean() + half)
     assert s["within"] and not far["metrics"]["sst_acc"]["within"]
     md = cost.parity_markdown(tmp_path)
-    assert "**Parity holds**" in md and "**Outside the fast path's spread**: SST acc, overall." in md
+    assert "**Parity holds**" in md and "**Outside the fast path's spread**: SST acc (below it), overall (below it)." in md
 
 
 def test_parity_fills_the_fields_an_older_run_predates_with_their_defaults(tmp_path):
