@@ -11,8 +11,20 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import atomic_write_text
-from .report import (PLAN, ROOT, ROWS, ReportError, _cpu_fraction, _cpu_use, _from_root, _shared, ablation_runs,
-                     at_root, seed_runs, steps)
+from .notebook import shown
+from .report import (
+    PLAN,
+    ROOT,
+    ROWS,
+    ReportError,
+    _cpu_fraction,
+    _cpu_use,
+    _shared,
+    ablation_runs,
+    at_root,
+    seed_runs,
+    steps,
+)
 
 # ------------------------------------------------------------------ where a run's time goes
 PHASES = ("data", "forward", "backward", "surgery", "optimizer")
@@ -252,6 +264,7 @@ METRIC_NAMES = {"sst_acc": "SST acc", "para_acc": "Quora acc", "sts_pearson": "S
 def _full_config(config: dict) -> dict:
     """A run's config with the fields it predates filled with their defaults (what that mtlib did)."""
     from dataclasses import MISSING, fields
+
     from .config import Config
     return {**{f.name: f.default for f in fields(Config) if f.default is not MISSING}, **config}
 
@@ -271,7 +284,7 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
         fast = [m for _, m in everything
                 if all(_full_config(m["config"]).get(k) == v for k, v in {**key, **FAST_PATH}.items())]
-        row = {"run": _from_root(d), "config": off["config"], "off": off, "fast": fast, "metrics": {}}
+        row = {"run": shown(d.resolve()), "config": off["config"], "off": off, "fast": fast, "metrics": {}}
         for k in METRIC_NAMES:
             x = np.array([m[k] for m in fast], dtype=float)
             if len(x) >= 2:

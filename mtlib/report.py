@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import atomic_write_text
+from .notebook import shown
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_PAIRS = (("sst", "para"), ("sst", "sts"), ("para", "sts"))
@@ -205,7 +206,6 @@ def length_table(lengths: pd.DataFrame, max_lengths: dict[str, int]) -> pd.DataF
 
 def skipped_table(splits: dict[str, dict]) -> pd.DataFrame:
     """The rows skipped as unparseable: file:line (relative to the repository root) and the line as written."""
-    from .notebook import shown
     rows = []
     for task, by_split in splits.items():
         for split, sp in by_split.items():
@@ -491,7 +491,7 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     published = sorted(p.name for p in (root / "07_beyond" / "predictions").glob("*-output.csv"))
     if published:       # what the executed notebook published: the best configuration's best seed on dev
         lines += [f"Leaderboard files of the best configuration's best seed (dev `overall`): "
-                  f"{', '.join(f'`{n}`' for n in published)} in `{_from_root(root / '07_beyond' / 'predictions')}/`; "
+                  f"{', '.join(f'`{n}`' for n in published)} in `{shown((root / '07_beyond' / 'predictions').resolve())}/`; "
                   "the executed notebook: `reports/notebooks/07_beyond.ipynb`.", ""]
     if tried:
         lines += ["### Other configurations tried (dev only, to choose the best)", "",
@@ -740,15 +740,9 @@ def ablation_runs(out: str | Path) -> dict[str, list[dict]]:
         m = json.loads(path.read_text())
         # where it lies now (as `pipelines.run` reports a loaded run): a row's folder is renamed when the best
         # configuration changes and the row it was becomes another
-        m["config"]["out_dir"] = _from_root(path.parent)
+        m["config"]["out_dir"] = shown(path.parent.resolve())
         found.setdefault(name, []).append(m)
     return found
-
-
-def _from_root(path: Path) -> str:
-    """`path` relative to the repository root where it lies under it (what a run's config.json holds), else as is."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def best_run(seeds: list[dict]) -> dict:
