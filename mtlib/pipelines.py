@@ -44,6 +44,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     """
     cfg = make_config(cfg, **params)
     start, cpu_start = time.time(), time.process_time()
+    commit = git_commit()                    # the code that trains: the checkout may move on during a long run
     out = RunDir(cfg)
     if cfg.resume and (out.path / "metrics.json").exists():
         before, now = out.metrics()["config"], cfg.to_dict()
@@ -82,7 +83,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "encoder_path": resolve_encoder(cfg.encoder),
         "data_dir": str(D.resolve_data_dir(cfg.data_dir)),
         "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
-                     "python": platform.python_version(), "mtlib": git_commit()},
+                     "python": platform.python_version(), "mtlib": commit},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(time.time() - start, 1),
         # CPU seconds of this process, all threads: cpu_s / (wall_s x threads) well below 1 on a CPU run means the

@@ -241,3 +241,11 @@ def test_novel_with_ties_merge_and_a_schedule_per_stage(tiny_config):
     for stage in ("single_sst", "single_para", "single_sts", "multitask", "frozen"):
         lrs = [r["lr"] for r in records if r["type"] == "step" and r["stage"] == stage]
         assert lrs == pytest.approx([0.0, tiny_config["lr"]])         # every stage warms up anew
+
+
+def test_a_run_records_the_commit_it_started_from(tiny_config, monkeypatch):
+    from mtlib import pipelines
+    commits = iter(["abc1234", "def5678"])                  # the checkout moves on while the run trains
+    monkeypatch.setattr(pipelines, "git_commit", lambda: next(commits))
+    m = pipelines.run(tiny_config, pipeline="multitask", epochs=1)
+    assert m["versions"]["mtlib"] == "abc1234"
