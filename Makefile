@@ -66,12 +66,18 @@ bench: setup  ## training/eval speed, one process, interleaved -> reports/perfor
 	$(PY) benchmarks/bench.py
 
 # The fast path off: fp32, batches in random order (no length bucketing), nn.Dropout. Each parity run is compared with
-# the fast-path seeds of the same configuration (reports/profile.md): the best one (dropout 0) and CS + GS (0.1).
-PARITY_OFF := profile=$(PROFILE) seed=0 precision=fp32 bucket=false dropout_impl=torch progress=false
-parity: setup  ## the best configuration and CS + GS with the fast path off, seed 0, for profile.md's parity check
-	$(PY) -m mtlib run $(BEST) $(PARITY_OFF) out_dir=reports/runs/parity/best-fast-path-off/seed0
-	$(PY) -m mtlib run pipeline=multitask combine=pcgrad sts_head=cosine dropout=0.1 $(PARITY_OFF) \
-		out_dir=reports/runs/parity/cs_gs-fast-path-off/seed0
+# the fast-path seeds of the same configuration, and paired with the one of its own seed (reports/profile.md): the
+# best configuration (dropout 0), then CS + GS (dropout 0.1). PARITY_SEEDS="0" for one seed of each.
+PARITY_SEEDS ?= $(SEEDS)
+PARITY_OFF := profile=$(PROFILE) precision=fp32 bucket=false dropout_impl=torch progress=false
+parity: setup  ## the best configuration and CS + GS with the fast path off, each seed, for profile.md's parity check
+	for k in $(PARITY_SEEDS); do \
+	  $(PY) -m mtlib run $(BEST) $(PARITY_OFF) seed=$$k out_dir=reports/runs/parity/best-fast-path-off/seed$$k || exit 1; \
+	done
+	for k in $(PARITY_SEEDS); do \
+	  $(PY) -m mtlib run pipeline=multitask combine=pcgrad sts_head=cosine dropout=0.1 $(PARITY_OFF) seed=$$k \
+	    out_dir=reports/runs/parity/cs_gs-fast-path-off/seed$$k || exit 1; \
+	done
 	$(PY) -m mtlib profile
 
 gpu-pack: setup  ## .gpu/ for a lent GPU machine: fp16 encoder, data, wheels (then benchmarks/gpu.sh there; reports/gpu/README.md)

@@ -100,3 +100,28 @@ def test_parity_fills_the_fields_an_older_run_predates_with_their_defaults(tmp_p
     by_name = {r["run"].rsplit("/", 2)[-2]: r for r in cost.parity(tmp_path)}
     assert len(by_name["concat"]["fast"]) == 1 and by_name["sbert"]["fast"] == []
     assert "No verdict: fewer than two fast-path runs" in cost.parity_markdown(tmp_path)
+
+
+def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
+    # STS: off is higher by .020, .025, .030 (an effect the pairing resolves); SST: -.01, +.01, 0 (it does not)
+    cfg = dict(pipeline="multitask", combine="sum", sts_head="cosine", para_head="sbert", profile="cpu", dropout=0.0)
+    on_sst, on_sts = (0.46, 0.45, 0.47), (0.870, 0.860, 0.875)
+    for seed in range(3):
+        fake_run(tmp_path / f"07_beyond/best/seed{seed}", sst_acc=on_sst[seed], sts_pearson=on_sts[seed],
+                  config={**cfg, "seed": seed})
+    off = dict(precision="fp32", bucket=False, dropout_impl="torch")
+    for seed, (d_sst, d_sts) in enumerate(((-0.01, 0.020), (0.01, 0.025), (0.0, 0.030))):
+        fake_run(tmp_path / f"parity/best-fast-path-off/seed{seed}", sst_acc=on_sst[seed] + d_sst,
+                  sts_pearson=on_sts[seed] + d_sts, config={**cfg, **off, "seed": seed})
+    paired = cost.parity_paired(cost.parity(tmp_path))
+    (folder, metrics), = paired.items()
+    assert folder.endswith("parity/best-fast-path-off")
+    d = np.array([0.020, 0.025, 0.030])
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    sts = metrics["sts_pearson"]
+    assert sts["n"] == 3 and sts["mean"] == pytest.approx(0.025)
+    assert sts["low"] == pytest.approx(0.025 - half) and sts["high"] == pytest.approx(0.025 + half)
+    md = cost.parity_markdown(tmp_path)
+    assert "paired by seed (n = 3)" in md
+    assert "| STS r | +0.025 |" in md and "yes: off is higher" in md.split("| STS r | +0.025 |")[1].split("\n")[0]
+    assert "| SST acc | +0.000 |" in md and md.split("| SST acc | +0.000 |")[1].split("\n")[0].endswith("not resolved |")
