@@ -22,8 +22,8 @@ from .report import (
     _shared,
     ablation_runs,
     at_root,
+    finished_runs,
     paired_interval,
-    seed_runs,
     steps,
 )
 
@@ -80,7 +80,7 @@ def profile_markdown(run_dirs: list[str | Path]) -> str:
                      if _cpu_use(m) else ", CPU use not recorded (before 983957f)") + ".", "",
                   "| stage | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for stage, r in t.iterrows():
-            cells = [f"{int(r['steps'])}", "" if r["per step (s)"] != r["per step (s)"] else f"{r['per step (s)']:.3f}"]
+            cells = [f"{int(r['steps'])}", "" if pd.isna(r["per step (s)"]) else f"{r['per step (s)']:.3f}"]
             cells += [f"{r[k]:.0f}" for k in (*PHASES, *OUTSIDE, "rest", "wall (s)")]
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
         whole = t.loc["whole run"]
@@ -94,10 +94,8 @@ def profile_runs(runs_dir: str | Path = "reports/runs") -> list[Path]:
     while its wall time counts only the last one): the lowest quiet seed, else the lowest of unknown CPU use, else
     the lowest shared one. The rungs' rows, then 07's best configuration (what `make run` trains)."""
     rank = {True: 0, None: 1, False: 2}
-    rows = [{k: (at_root(runs_dir) / label / f"seed{k}" / sub, m) for k, m in seed_runs(runs_dir, label, sub).items()}
-            for _, _, label, sub in ROWS]
-    rows.append({int(p.parent.name.removeprefix("seed")): (p.parent, json.loads(p.read_text()))     # `make run`'s
-                 for p in (at_root(runs_dir) / "07_beyond" / "best").glob("seed*/metrics.json")})
+    rows = [finished_runs(at_root(runs_dir) / label, f"seed*/{sub}") for _, _, label, sub in ROWS]
+    rows.append(finished_runs(at_root(runs_dir) / "07_beyond" / "best", "seed*"))          # what `make run` trains
     found = []
     for runs in rows:
         seeds = sorted((rank[_quiet(m)], k, d) for k, (d, m) in runs.items() if not m.get("resumed"))
@@ -181,12 +179,10 @@ def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd
     params = {label: p for _, p, label in PLAN}
     rows = []
     for _, name, label, sub in ROWS:
-        runs = [(d / sub, json.loads((d / sub / "metrics.json").read_text()))
-                for d in sorted((runs_dir / label).glob("seed*")) if (d / sub / "metrics.json").exists()]
+        runs = list(finished_runs(runs_dir / label, f"seed*/{sub}").values())
         rows.append({"notebook": label, "run": name, "planned": _planned_steps(params[label], profile), **_cost(runs)})
     for method in METHODS:
-        runs = [(p.parent, json.loads(p.read_text()))
-                for p in sorted((runs_dir / "06_gradient_methods" / method).glob("seed*/metrics.json"))]
+        runs = list(finished_runs(runs_dir / "06_gradient_methods" / method, "seed*").values())
         rows.append({"notebook": "06_gradient_methods", "run": f"combine={method}",
                      "planned": _planned_steps({}, profile), **_cost(runs)})
     for name, seeds in ablation_runs(runs_dir / "07_beyond").items():
@@ -221,8 +217,8 @@ def seed_cost_markdown(runs_dir: str | Path = "reports/runs", profiled: list[Pat
              "evaluation and checkpoints.", "",
              "| notebook | run | steps | wall (min) | from |", "|---|---|---|---|---|"]
     for _, r in t.iterrows():
-        n = "" if r["steps"] != r["steps"] else f"{int(r['steps']):,}"
-        wall = "" if r["wall_s"] != r["wall_s"] else f"{r['wall_s'] / 60:.1f}"
+        n = "" if pd.isna(r["steps"]) else f"{int(r['steps']):,}"
+        wall = "" if pd.isna(r["wall_s"]) else f"{r['wall_s'] / 60:.1f}"
         lines.append(f"| {r['notebook']} | {r['run']} | {n} | {wall} | {r['from']} |")
     known = t[t["wall_s"].notna()]
     n_measured = int(known["from"].str.startswith("measured").sum())

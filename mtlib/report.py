@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -316,12 +317,19 @@ def pcgrad_conclusion(findings: dict, runs: dict[str, dict], frames: dict[str, p
 
 
 # ------------------------------------------------------------------ results.md
+def finished_runs(folder: str | Path, pattern: str) -> dict[int, tuple[Path, dict]]:
+    """{seed: (run folder, metrics.json)} of the finished runs under `folder` whose metrics.json matches `pattern`
+    (a glob whose one `seed*` part names the seed: "seed*/<sub>" for a rung's row, "seed*" for 06's and 07's)."""
+    found = {}
+    for path in at_root(folder).glob(f"{pattern}/metrics.json"):
+        seed = next(p for p in path.relative_to(at_root(folder)).parts if p.startswith("seed"))
+        found[int(seed.removeprefix("seed"))] = (path.parent, json.loads(path.read_text()))
+    return dict(sorted(found.items()))
+
+
 def seed_runs(runs_dir: str | Path, label: str, sub: str) -> dict[int, dict]:
     """{seed: metrics.json} of the finished runs of one row (<runs_dir>/<label>/seed<k>/<sub>/metrics.json)."""
-    found = {}
-    for path in (at_root(runs_dir) / label).glob(f"seed*/{sub}/metrics.json"):
-        found[int(path.parent.parent.name.removeprefix("seed"))] = json.loads(path.read_text())
-    return dict(sorted(found.items()))
+    return {k: m for k, (_, m) in finished_runs(at_root(runs_dir) / label, f"seed*/{sub}").items()}
 
 
 def interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -337,7 +345,7 @@ def interval(values, level: float = 0.95) -> tuple[float, float, float]:
 
 def verdict(lo: float, hi: float, sign: int) -> str:
     """From a paired difference's interval: `holds`, `reversed` or `not resolved` (sign 0: the claim is 'differs')."""
-    if lo != lo or hi != hi:                 # NaN: fewer than two seeds
+    if math.isnan(lo) or math.isnan(hi):     # fewer than two seeds
         return "not resolved (n < 2)"
     excludes_zero = lo > 0 or hi < 0
     if sign == 0:
@@ -408,8 +416,8 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
               "it contains zero (or n < 2).", "",
               "| claim | metric | difference | n | mean | 95% interval | verdict |", "|---|---|---|---|---|---|---|"]
     for r in claims.itertuples():
-        ci = "" if r.lo != r.lo else f"[{r.lo:+.3f}, {r.hi:+.3f}]"
-        mean = "" if r.mean != r.mean else f"{r.mean:+.3f}"
+        ci = "" if math.isnan(r.lo) else f"[{r.lo:+.3f}, {r.hi:+.3f}]"
+        mean = "" if math.isnan(r.mean) else f"{r.mean:+.3f}"
         lines.append(f"| {r.claim} | {r.metric} | {r.difference} | {r.n} | {mean} | {ci} | {r.verdict} |")
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
               "| epochs × steps | mtlib commit | wall (min) | CPU use | finished |",
@@ -807,7 +815,7 @@ def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.9
     are None when fewer than two seeds pair."""
     seeds = sorted(set(a) & set(b))
     mean, lo, hi = interval([a[s] - b[s] for s in seeds], level)
-    return {"n": len(seeds), "mean": mean, "low": None if lo != lo else lo, "high": None if hi != hi else hi}
+    return {"n": len(seeds), "mean": mean, "low": None if math.isnan(lo) else lo, "high": None if math.isnan(hi) else hi}
 
 
 def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum", metric: str = "overall") -> str:
