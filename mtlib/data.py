@@ -192,6 +192,7 @@ def load_task(
 
 
 # Label names for the DatasetDict view (SST-5's five classes; Quora's two).
+TASK_NAMES = {"sst": "SST", "para": "Quora", "sts": "STS"}     # as tables and figures name them
 LABEL_NAMES = {"sst": ("negative", "somewhat negative", "neutral", "somewhat positive", "positive"),
                "para": ("not duplicate", "duplicate")}
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import METRICS, TASK_NAMES, TASK_PAIRS, at_root, epochs, steps
+from .data import TASK_NAMES
+from .report import METRICS, TASK_PAIRS, at_root, epochs, steps
 
 THEME = dict(style="whitegrid", context="notebook", palette="colorblind", font_scale=0.85)
 METRIC_NAMES = {"sst_acc": "SST accuracy", "para_acc": "Quora accuracy", "sts_pearson": "STS Pearson r",

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtlib import data, figures, report  # noqa: E402
+from mtlib import data, datacard, figures, report  # noqa: E402
 
 STAGES = (("single_sst", ("sst",), 1), ("single_para", ("para",), 1), ("single_sts", ("sts",), 1),
           ("multitask", ("sst", "para", "sts"), 3), ("frozen", ("sst", "para", "sts"), 1))
@@ -123,11 +123,11 @@ def test_data_figures(tiny_data, tmp_path):
     labelled(fig)
     dsets = {task: data.to_dataset_dict(splits[task]) for task in data.TASKS}
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("all-MiniLM-L6-v2"))
-    lengths = report.token_lengths(dsets, tokenizer, max_train=10)
+    lengths = datacard.token_lengths(dsets, tokenizer, max_train=10)
     assert len(lengths) == 10 + 24 + 24 + 2 * (10 + 24 + 24) * 2          # sst: 1 column; para, sts: 2
     first = splits["sst"]["train"].texts[0][0]
     assert lengths["tokens"].iloc[0] == len(tokenizer(first)["input_ids"])
-    table = report.length_table(lengths, {"cpu": 8})
+    table = datacard.length_table(lengths, {"cpu": 8})
     cut = sum(len(tokenizer(t[0])["input_ids"]) > 8 for t in splits["sst"]["train"].texts[:10])
     assert table.loc[("SST", "train", "sentence"), "cut at 8 (cpu)"] == f"{cut} ({cut / 10:.1%})"
     fig = figures.plot_lengths(lengths, {"smoke": 8, "cpu": 12}, tmp_path, "lengths")
