@@ -1,5 +1,5 @@
 """Command line: `python -m mtlib run key=value ...`, `python -m mtlib download --dest DIR`,
-`python -m mtlib report`. Errors print one line and exit 2."""
+`python -m mtlib report`, `profile`, `sweep`, `merges`. Errors print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,8 @@ USAGE = """usage:
   python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--seeds K ...] [--set NAME=VALUE ...]
                        [--reports DIR]] [--runs DIR] [--out FILE]
   python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md)
-  python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)"""
+  python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)
+  python -m mtlib merges RUN_DIR ...      (a novel run's single-task models merged each way, on dev -> RUN_DIR/merges.json)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
             params = parse_params(rest)
             lrs = tuple(float(x) for x in params.pop("lrs", "2e-5,5e-5,1e-4").split(","))
             print(lr_sweep(lrs, **params).round(3).to_string(index=False))
+        elif command == "merges":
+            from .pipelines import merge_grid
+            if not rest:
+                print(f"mtlib: error: merges needs a run folder\n{USAGE}", file=sys.stderr)
+                return 2
+            for out_dir in rest:
+                merge_grid(out_dir)
         elif command == "report":
             from .report import ReportError, main as report_main
             try:

@@ -305,7 +305,7 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                          + f" | {wall_text(list(runs.values()))} |")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
-    lines += _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir)
+    lines += merges_markdown(runs_dir) + _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir)
     claims = claims_table(rows)
     lines += ["## The report's claims, tested", "",
               "Each claim is a paired difference over the seeds both rows share (same seed: same data order and "
@@ -338,6 +338,37 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
               "- The report's tables label the Quora column 'Correl' and STS 'Acc'; the metrics are Quora accuracy "
               "and STS Pearson r, as here.", ""]
     return "\n".join(lines)
+
+
+def merges_markdown(runs_dir: str | Path) -> list[str]:
+    """Every `python -m mtlib merges` result under runs_dir (merges.json): the novel pipeline's three single-task
+    models merged each way, on dev before any multitask step, one row per merge and a column per run (seed)."""
+    found = sorted(at_root(runs_dir).rglob("merges.json"))
+    if not found:
+        return []
+    frames = []
+    for path in found:
+        m = json.loads(path.read_text())
+        c = m["config"]
+        run = f"{shown(path.parent.resolve())} (dropout {c['dropout']}, seed {c['seed']})"
+        frames.append(pd.DataFrame(m["rows"]).assign(run=run, device=m["device"]))
+    t = pd.concat(frames, ignore_index=True)
+    lines = ["## Merging the single-task models (rung 5, before any multitask step)", "",
+             "`python -m mtlib merges <novel run>` rebuilds a finished novel run's three single-task models from its "
+             "stage checkpoints and merges their encoders each way (each head from its own model), then scores the "
+             "merged model on dev: the point each merge starts the multitask stage from. `uniform` is the report's "
+             "average; task arithmetic adds λ · Σ task vectors to the encoder before fine-tuning; TIES keeps each task "
+             "vector's top `density` entries by magnitude, elects a sign per entry and averages the agreeing ones. "
+             f"Device: {', '.join(sorted(set(t['device'])))}.", ""]
+    for run, g in t.groupby("run", sort=False):
+        lines += [f"**{run}**", "", "| merge | λ | density | SST acc | Quora acc | STS r | overall |",
+                  "|---|---|---|---|---|---|---|"]
+        for _, r in g.iterrows():
+            lam = "" if r["merge"] == "uniform" else f"{r['lambda']:g}"
+            density = f"{r['density']:g}" if r["merge"] == "ties" else ""
+            lines.append(f"| {r['merge']} | {lam} | {density} | " + " | ".join(f"{r[k]:.3f}" for k in METRICS) + " |")
+        lines.append("")
+    return lines
 
 
 def pcgrad_seeds_markdown(runs_dir: str | Path) -> list[str]:

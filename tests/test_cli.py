@@ -32,6 +32,8 @@ def cli(capsys):
     (["run", "pooling=max"], "pooling='max' is not valid; choose one of mean, cls, pooler"),
     (["run", "dropout"], "is not key=value"),
     (["frobnicate"], "unknown command"),
+    (["merges"], "merges needs a run folder"),
+    (["merges", "no/such/run"], "no/such/run/config.json: not a run folder; give the out_dir of a pipeline=novel run"),
 ])
 def test_bad_arguments(args, message, cli):
     r = cli(*args)

@@ -223,3 +223,20 @@ def test_pcgrad_conclusion_reads_the_cross_task_cosine_against_the_floors(cross,
     assert "0.33x as long" in text and "STS r moves by +0.006" in text
     hurt = report.pcgrad_conclusion(f, runs, frames, {"sts_pearson": 0.5, "overall": 0.6})
     assert hurt.startswith("**PCGrad hurts STS here, as in the report")
+
+
+def test_results_show_each_merges_json_as_a_table_per_run(tmp_path):
+    from mtlib import report
+    rows = [{"merge": "uniform", "lambda": 1.0, "density": 1.0, "sst_acc": 0.41, "para_acc": 0.7, "sts_pearson": 0.8,
+             "overall": 0.637},
+            {"merge": "ties", "lambda": 0.7, "density": 0.2, "sst_acc": 0.3, "para_acc": 0.65, "sts_pearson": 0.85,
+             "overall": 0.6}]
+    folder = tmp_path / "05_novel" / "seed1" / "novel"
+    folder.mkdir(parents=True)
+    (folder / "merges.json").write_text(json.dumps({"rows": rows, "config": {"dropout": 0.1, "seed": 1},
+                                                    "device": "cpu: test"}))
+    md = "\n".join(report.merges_markdown(tmp_path))
+    assert "(dropout 0.1, seed 1)" in md and "Device: cpu: test." in md
+    assert "| uniform |  |  | 0.410 | 0.700 | 0.800 | 0.637 |" in md
+    assert "| ties | 0.7 | 0.2 | 0.300 | 0.650 | 0.850 | 0.600 |" in md
+    assert report.merges_markdown(tmp_path / "05_novel" / "seed0") == []      # none there: no section

@@ -249,3 +249,24 @@ def test_a_run_records_the_commit_it_started_from(tiny_config, monkeypatch):
     monkeypatch.setattr(pipelines, "git_commit", lambda: next(commits))
     m = pipelines.run(tiny_config, pipeline="multitask", epochs=1)
     assert m["versions"]["mtlib"] == "abc1234"
+
+
+def test_merge_grid_reproduces_the_merged_model_the_run_logged(tiny_config):
+    from mtlib.pipelines import merge_grid
+    run(tiny_config, pipeline="novel", epochs=1, steps_per_epoch=2, merge="ties", merge_density=0.5, frozen_epochs=0)
+    out = Path(tiny_config["out_dir"])
+    logged, = [r for r in map(json.loads, open(out / "metrics.jsonl")) if r["type"] == "epoch" and r["stage"] == "merged"]
+    found = merge_grid(out, grid=(("uniform", 1.0, 1.0), ("ties", 1.0, 0.5), ("task_arithmetic", 1 / 3, 1.0)))
+    uniform, ties, third = found["rows"]
+    assert ties["sts_pearson"] != uniform["sts_pearson"]        # the merges differ, so the match below means something
+    for k in ("sst_acc", "para_acc", "sts_pearson", "overall"):
+        assert ties[k] == logged[k]                          # the run's own merge, rebuilt from its checkpoints
+        assert third[k] == pytest.approx(uniform[k], abs=1e-6)   # lambda = 1/3: the average again
+    assert json.loads((out / "merges.json").read_text())["rows"] == found["rows"]
+
+
+def test_merge_grid_names_what_it_needs_when_the_run_is_not_novel(tiny_config):
+    from mtlib.pipelines import merge_grid
+    run(tiny_config, pipeline="multitask", epochs=1)
+    with pytest.raises(FileNotFoundError, match="single_sst.safetensors.*Run pipeline=novel"):
+        merge_grid(tiny_config["out_dir"])
