@@ -66,17 +66,19 @@ bench: setup  ## training/eval speed, one process, interleaved -> reports/perfor
 	$(PY) benchmarks/bench.py
 
 # The fast path off: fp32, batches in random order (no length bucketing), nn.Dropout. Each parity run is compared with
-# the fast-path seeds of the same configuration, and paired with the one of its own seed (reports/profile.md): the
-# best configuration (dropout 0), then CS + GS (dropout 0.1). PARITY_SEEDS="0" for one seed of each.
+# the fast-path seeds of the same configuration, and paired with the one of its own seed (reports/profile.md). The best
+# configuration (dropout 0: its dropout is a no-op) with all of it off, then CS + GS (dropout 0.1) with nn.Dropout
+# alone, the fast path otherwise on: FastDropout's own parity. PARITY_SEEDS="0" for one seed of each.
 PARITY_SEEDS ?= $(SEEDS)
-PARITY_OFF := profile=$(PROFILE) precision=fp32 bucket=false dropout_impl=torch progress=false
-parity: setup  ## the best configuration and CS + GS with the fast path off, each seed, for profile.md's parity check
+PARITY_RUN := $(PY) -m mtlib run profile=$(PROFILE) progress=false resume=true
+parity: setup  ## the fast path off (best configuration) and nn.Dropout (CS + GS), each seed, for profile.md's parity check
 	for k in $(PARITY_SEEDS); do \
-	  $(PY) -m mtlib run $(BEST) $(PARITY_OFF) seed=$$k out_dir=reports/runs/parity/best-fast-path-off/seed$$k || exit 1; \
+	  $(PARITY_RUN) $(BEST) precision=fp32 bucket=false dropout_impl=torch seed=$$k \
+	    out_dir=reports/runs/parity/best-fast-path-off/seed$$k || exit 1; \
 	done
 	for k in $(PARITY_SEEDS); do \
-	  $(PY) -m mtlib run pipeline=multitask combine=pcgrad sts_head=cosine dropout=0.1 $(PARITY_OFF) seed=$$k \
-	    out_dir=reports/runs/parity/cs_gs-fast-path-off/seed$$k || exit 1; \
+	  $(PARITY_RUN) pipeline=multitask combine=pcgrad sts_head=cosine dropout=0.1 dropout_impl=torch seed=$$k \
+	    out_dir=reports/runs/parity/cs_gs-torch-dropout/seed$$k || exit 1; \
 	done
 	$(PY) -m mtlib profile
 

@@ -303,19 +303,22 @@ def _finished_parity(folder: Path) -> list[tuple[Path, dict]]:
 def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
     """The parity section of profile.md: each parity run against the fast path's seeds."""
     lines = ["## Does the fast path change results? (`make parity`)", "",
-             "A parity run trains one configuration with the fast path off (`precision=fp32 bucket=false "
-             "dropout_impl=torch`: fp32, batches in random order rather than grouped by length, `nn.Dropout`); it is "
-             "compared with every fast-path run of the same configuration (its seeds). Batches differ between the "
-             "two (bucketing changes which sentences share a step), so the same seed cannot give the same numbers; "
-             "the test is whether the parity run lies inside the 95% prediction interval of one more fast-path run, "
-             "mean ± t(n−1) · sd · √(1 + 1/n): within the fast path's seed-to-seed spread.", ""]
+             "A parity run trains one configuration with the fast path, or one piece of it, off (`precision=fp32`: no "
+             "bf16 autocast, a no-op on a CPU without bf16; `bucket=false`: batches in random order rather than "
+             "grouped by length; `dropout_impl=torch`: `nn.Dropout`, a no-op at dropout 0); each run's line says which. "
+             "It is compared with every fast-path run of the same configuration (its seeds). Batches or dropout masks "
+             "differ between the two, so the same seed cannot give the same numbers; the test is whether the parity "
+             "run lies inside the 95% prediction interval of one more fast-path run, mean ± t(n−1) · sd · √(1 + 1/n): "
+             "within the fast path's seed-to-seed spread; with several seeds, also the paired difference.", ""]
     rows = parity(runs_dir)
     if not rows:
         return "\n".join(lines + ["No parity run yet: `make parity`.", ""])
     for r in rows:
         c, off, fast = _full_config(r["config"]), r["off"], r["fast"]
         walls = sorted(m["wall_s"] for m in fast if _quiet(m))
+        off_now = ", ".join(f"`{k}={str(c[k]).lower()}`" for k in FAST_PATH if c[k] != FAST_PATH[k])
         lines += [f"### `{r['run']}`", "",
+                  f"Off: {off_now or 'nothing (the fast path)'}. "
                   f"pipeline {c['pipeline']}, combine {c['combine']}, STS head {c['sts_head']}, Quora head "
                   f"{c['para_head']}, dropout {c['dropout']}, profile {c['profile']}, seed "
                   f"{c['seed']}; {off['device']}, {off['precision']}, mtlib {off.get('versions', {}).get('mtlib', '?')}"
@@ -352,18 +355,36 @@ def parity_paired(rows: list[dict]) -> dict[str, dict[str, dict]]:
         for m in (m for r in runs for m in r["fast"]):     # the first fast-path run of each seed (sorted paths)
             on.setdefault(_full_config(m["config"])["seed"], m)
         off = {_full_config(r["config"])["seed"]: r["off"] for r in runs}
-        found[folder] = {k: paired_interval({s: m[k] for s, m in off.items()}, {s: m[k] for s, m in on.items()})
-                         for k in METRIC_NAMES}
+        found[folder] = {"pieces": _pieces_in_effect(runs),
+                         "metrics": {k: paired_interval({s: m[k] for s, m in off.items()}, {s: m[k] for s, m in on.items()})
+                                     for k in METRIC_NAMES}}
     return found
+
+
+def _pieces_in_effect(runs: list[dict]) -> list[str]:
+    """The pieces of the fast path that the parity runs switch off AND that change their training: bf16 only where
+    the fast-path runs used it, FastDropout only at dropout > 0."""
+    pieces = []
+    if any(m["precision"] != r["off"]["precision"] for r in runs for m in r["fast"]):
+        pieces.append("bf16 autocast")
+    configs = [_full_config(r["config"]) for r in runs]
+    if any(c["bucket"] != FAST_PATH["bucket"] for c in configs):
+        pieces.append("length bucketing")
+    if any(c["dropout_impl"] != FAST_PATH["dropout_impl"] and c["dropout"] > 0 for c in configs):
+        pieces.append("FastDropout")
+    return pieces
 
 
 def _paired_markdown(rows: list[dict]) -> list[str]:
     lines = []
-    for folder, metrics in parity_paired(rows).items():
+    for folder, found in parity_paired(rows).items():
+        metrics, pieces = found["metrics"], found["pieces"]
         n = max(p["n"] for p in metrics.values())
         lines += [f"### `{folder}`, paired by seed (n = {n})", "",
                   "Fast path off minus on, the same seed: mean and 95% t-interval (n − 1 degrees of freedom); the "
-                  "fast path changes a metric where the interval excludes zero.", "",
+                  "fast path changes a metric where the interval excludes zero. What differs in effect between the two "
+                  f"(the pieces switched off that change training on this device and configuration): "
+                  f"{', '.join(pieces) or 'nothing'}.", "",
                   "| metric | off − on | 95% interval | the fast path changes it |", "|---|---|---|---|"]
         for k, name in METRIC_NAMES.items():
             p = metrics[k]

@@ -114,8 +114,10 @@ def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
         fake_run(tmp_path / f"parity/best-fast-path-off/seed{seed}", sst_acc=on_sst[seed] + d_sst,
                   sts_pearson=on_sts[seed] + d_sts, config={**cfg, **off, "seed": seed})
     paired = cost.parity_paired(cost.parity(tmp_path))
-    (folder, metrics), = paired.items()
+    (folder, found), = paired.items()
+    metrics = found["metrics"]
     assert folder.endswith("parity/best-fast-path-off")
+    assert found["pieces"] == ["length bucketing"]          # fp32 on both sides, and dropout 0: bucketing alone
     d = np.array([0.020, 0.025, 0.030])
     half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
     sts = metrics["sts_pearson"]
@@ -125,3 +127,15 @@ def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
     assert "paired by seed (n = 3)" in md
     assert "| STS r | +0.025 |" in md and "yes: off is higher" in md.split("| STS r | +0.025 |")[1].split("\n")[0]
     assert "| SST acc | +0.000 |" in md and md.split("| SST acc | +0.000 |")[1].split("\n")[0].endswith("not resolved |")
+
+
+@pytest.mark.parametrize("off,dropout,precisions,expected", [
+    (dict(dropout_impl="torch"), 0.1, ("fp32", "fp32"), ["FastDropout"]),
+    (dict(dropout_impl="torch"), 0.0, ("fp32", "fp32"), []),                  # nn.Dropout at p=0: nothing differs
+    (dict(precision="fp32", bucket=False), 0.0, ("bf16-autocast", "fp32"), ["bf16 autocast", "length bucketing"]),
+])
+def test_parity_names_the_pieces_that_change_training(off, dropout, precisions, expected):
+    fast_precision, off_precision = precisions
+    runs = [{"config": {"dropout": dropout, **off}, "off": {"precision": off_precision},
+             "fast": [{"precision": fast_precision}]}]
+    assert cost._pieces_in_effect(runs) == expected
