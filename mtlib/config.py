@@ -91,6 +91,7 @@ class Config:
     device: str = "auto"
     precision: str = "auto"                # auto = bf16 autocast where the hardware supports it
     bucket: bool = True                    # length-bucketed training batches (less padding)
+    bucket_pool: int = 64                  # bucketing window: batches whose rows are sorted by length together
     dropout_impl: str = "fast"             # fast: 15-bit-mask dropout on CPU (models.FastDropout); torch: nn.Dropout
     checkpoint_every: int = 250            # steps between resume checkpoints (and at every epoch end); 0: epochs only
     resume: bool = False                   # go on from the resume checkpoint in out_dir
@@ -143,6 +144,8 @@ class Config:
         for name in ("single_task_epochs", "frozen_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} is not valid; use a number of epochs, or 0 to skip the stage")
+        if self.bucket_pool < 1:
+            raise ConfigError(f"bucket_pool={self.bucket_pool} is not valid; use a number of batches >= 1 (1 groups nothing)")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every} is not valid; use a step count, or 0")
         for name in ("steps_per_epoch", "max_train", "max_eval"):

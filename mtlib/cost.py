@@ -252,7 +252,7 @@ def _compute_share(run_dir: Path) -> float:
 
 
 # ------------------------------------------------------------------ the fast path's parity
-FAST_PATH = {"precision": "auto", "bucket": True, "dropout_impl": "fast"}
+FAST_PATH = {"precision": "auto", "bucket": True, "bucket_pool": 64, "dropout_impl": "fast"}
 # what may differ between a parity run and the runs it is compared with: the fast path, and where a run lies
 NOT_COMPARED = (*FAST_PATH, "seed", "out_dir", "resume", "progress", "device", "data_dir", "eval_batch_size")
 METRIC_NAMES = {"sst_acc": "SST acc", "para_acc": "Quora acc", "sts_pearson": "STS r", "overall": "overall"}
@@ -370,6 +370,9 @@ def _pieces_in_effect(runs: list[dict]) -> list[str]:
     configs = [_full_config(r["config"]) for r in runs]
     if any(c["bucket"] != FAST_PATH["bucket"] for c in configs):
         pieces.append("length bucketing")
+    elif any(c["bucket_pool"] != FAST_PATH["bucket_pool"] for c in configs):
+        pieces.append(f"the bucketing window ({', '.join(sorted({str(c['bucket_pool']) for c in configs}))} batches "
+                      f"against {FAST_PATH['bucket_pool']})")
     if any(c["dropout_impl"] != FAST_PATH["dropout_impl"] and c["dropout"] > 0 for c in configs):
         pieces.append("FastDropout")
     return pieces

@@ -40,7 +40,7 @@ def test_invalid_choices_list_the_valid_ones(name, value, listed):
 
 @pytest.mark.parametrize("kw", [dict(dropout=1.5), dict(lr=-1), dict(batch_size=0), dict(epochs="two"),
                                 dict(batch_size="1.5"), dict(steps_per_epoch=-1), dict(warmup=1.0), dict(warmup=-0.1),
-                                dict(merge_density=0), dict(merge_density=1.5)])
+                                dict(merge_density=0), dict(merge_density=1.5), dict(bucket_pool=0)])
 def test_invalid_values(kw):
     with pytest.raises(ConfigError):
         Config(profile="cpu", **kw)

@@ -344,3 +344,27 @@ def test_token_cache_is_bounded(tmp_path, tokenizer, monkeypatch):
         data.encode(sp.head(n), tokenizer, 16)
     assert len(data._TOKEN_CACHE) == 3
     assert [len(tokens) for tokens, _ in data._TOKEN_CACHE.values()] == [4, 5, 6]     # the most recent ones
+
+
+def _lengths_only(n, seed=0):
+    """An Encoded whose rows have random lengths (the sampler reads nothing else)."""
+    from mtlib.data import Encoded
+    lengths = np.random.default_rng(seed).integers(3, 60, n)
+    return Encoded("sst", "train", [str(i) for i in range(n)], [[[0] * k] for k in lengths], np.zeros(n), lengths, 0)
+
+
+def test_bucketing_sorts_lengths_within_each_window_of_pool_batches():
+    from mtlib.data import TaskSampler
+    enc = _lengths_only(96)
+    plain = TaskSampler(enc, 8, 0, bucket=False)
+    one = TaskSampler(enc, 8, 0, bucket=True, pool=1)            # a window of one batch groups nothing
+    assert sorted(map(sorted, map(list, one.batches))) == sorted(map(sorted, map(list, plain.batches)))
+    for pool in (3, 12):                                         # 12 batches a pass: 4 windows of 3, or one of 12
+        s = TaskSampler(enc, 8, 0, bucket=True, pool=pool)
+        order = np.random.default_rng(0).permutation(96)         # the pass's permutation, as the sampler draws it
+        for w in range(0, 96, 8 * pool):
+            window = set(order[w: w + 8 * pool].tolist())
+            batches = sorted((b for b in s.batches if set(b.tolist()) <= window), key=lambda b: enc.lengths[b].min())
+            assert sum(len(b) for b in batches) == len(window)   # every batch lies inside one window
+            runs = np.concatenate([np.sort(enc.lengths[b]) for b in batches])
+            assert np.all(np.diff(runs) >= 0)                   # and the window's lengths are cut in sorted order
