@@ -324,7 +324,7 @@ def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
                   f"{c['seed']}; {off['device']}, {off['precision']}, mtlib {off.get('versions', {}).get('mtlib', '?')}"
                   f"; fast-path runs of the same configuration: {len(fast)} (seeds "
                   f"{', '.join(str(m['config'].get('seed', '?')) for m in fast) or 'none'}).", "",
-                  "| metric | fast path on: mean ± sd | 95% prediction interval | fast path off | within |",
+                  "| metric | fast path on: mean ± sd | 95% prediction interval | this run (pieces off) | within |",
                   "|---|---|---|---|---|"]
         for k, name in METRIC_NAMES.items():
             s = r["metrics"][k]
@@ -335,7 +335,7 @@ def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
         verdict = ("**Parity holds**: every metric lies within the fast path's seed-to-seed spread." if not outside
                    else f"**Outside the fast path's spread**: {', '.join(outside)}." if len(fast) >= 2
                    else "No verdict: fewer than two fast-path runs to measure the spread.")
-        speed = (f" Wall time: fast path off {off['wall_s'] / 60:.1f} min (CPU use {_cpu_use(off) or 'not recorded'}), "
+        speed = (f" Wall time: this run {off['wall_s'] / 60:.1f} min (CPU use {_cpu_use(off) or 'not recorded'}), "
                  f"fast path on {walls[len(walls) // 2] / 60:.1f} min (median of {len(walls)} quiet run(s))."
                  if walls else "")
         lines += ["", verdict + speed, ""]
@@ -384,7 +384,7 @@ def _paired_markdown(rows: list[dict]) -> list[str]:
         metrics, pieces = found["metrics"], found["pieces"]
         n = max(p["n"] for p in metrics.values())
         lines += [f"### `{folder}`, paired by seed (n = {n})", "",
-                  "Fast path off minus on, the same seed: mean and 95% t-interval (n − 1 degrees of freedom); the "
+                  "This run (pieces off) minus the fast path, the same seed: mean and 95% t-interval (n − 1 degrees of freedom); the "
                   "fast path changes a metric where the interval excludes zero. What differs in effect between the two "
                   f"(the pieces switched off that change training on this device and configuration): "
                   f"{', '.join(pieces) or 'nothing'}.", "",
