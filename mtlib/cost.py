@@ -383,6 +383,8 @@ def _paired_markdown(rows: list[dict]) -> list[str]:
     for folder, found in parity_paired(rows).items():
         metrics, pieces = found["metrics"], found["pieces"]
         n = max(p["n"] for p in metrics.values())
+        if n == 0:                              # no fast-path run of any of its seeds: nothing to pair with
+            continue
         lines += [f"### `{folder}`, paired by seed (n = {n})", "",
                   "This run (pieces off) minus the fast path, the same seed: mean and 95% t-interval (n − 1 degrees of freedom); the "
                   "fast path changes a metric where the interval excludes zero. What differs in effect between the two "

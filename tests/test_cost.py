@@ -99,7 +99,9 @@ def test_parity_fills_the_fields_an_older_run_predates_with_their_defaults(tmp_p
               config={"pipeline": "multitask", "profile": "cpu", "dropout": 0.0, "para_head": "concat", "bucket": False})
     by_name = {r["run"].rsplit("/", 2)[-2]: r for r in cost.parity(tmp_path)}
     assert len(by_name["concat"]["fast"]) == 1 and by_name["sbert"]["fast"] == []
-    assert "No verdict: fewer than two fast-path runs" in cost.parity_markdown(tmp_path)
+    md = cost.parity_markdown(tmp_path)
+    assert "No verdict: fewer than two fast-path runs" in md
+    assert "parity/concat`, paired by seed (n = 1)" in md and "parity/sbert`, paired" not in md   # nothing to pair
 
 
 def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
