@@ -281,7 +281,8 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
         fast = [m for _, m in everything
                 if all(_full_config(m["config"]).get(k) == v for k, v in {**key, **FAST_PATH}.items())]
-        row = {"run": shown(d.resolve()), "config": off["config"], "off": off, "fast": fast, "metrics": {}}
+        row = {"run": shown(d.resolve()), "config": off["config"], "off": off, "fast": fast, "metrics": {},
+               "key": json.dumps(key, sort_keys=True)}
         for k in METRIC_NAMES:
             x = np.array([m[k] for m in fast], dtype=float)
             if len(x) >= 2:
@@ -378,6 +379,39 @@ def _pieces_in_effect(runs: list[dict]) -> list[str]:
     return pieces
 
 
+def parity_between(rows: list[dict]) -> list[dict]:
+    """Two parity configurations of the same training configuration that switch off different pieces (e.g. a
+    smaller bucketing window against no bucketing at all), paired by seed: [{"a", "b", "metrics"}], a - b."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(Path(r["run"]).parent), []).append(r)
+    found = []
+    names = sorted(groups)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if groups[a][0]["key"] != groups[b][0]["key"]:
+                continue
+            by_seed = [{_full_config(r["config"])["seed"]: r["off"] for r in groups[g]} for g in (a, b)]
+            metrics = {k: paired_interval({s: m[k] for s, m in by_seed[0].items()},
+                                          {s: m[k] for s, m in by_seed[1].items()}) for k in METRIC_NAMES}
+            if max(p["n"] for p in metrics.values()):
+                found.append({"a": a, "b": b, "metrics": metrics})
+    return found
+
+
+def _interval_rows(metrics: dict, higher: str) -> list[str]:
+    lines = []
+    for k, name in METRIC_NAMES.items():
+        p = metrics[k]
+        if p["low"] is None:
+            lines.append(f"| {name} | {p['mean']:+.3f} | n < 2 | not resolved |")
+            continue
+        changed = p["low"] > 0 or p["high"] < 0
+        lines.append(f"| {name} | {p['mean']:+.3f} | [{p['low']:+.3f}, {p['high']:+.3f}] | "
+                     f"{(higher + ' is ' + ('higher' if p['low'] > 0 else 'lower')) if changed else 'not resolved'} |")
+    return lines
+
+
 def _paired_markdown(rows: list[dict]) -> list[str]:
     lines = []
     for folder, found in parity_paired(rows).items():
@@ -390,14 +424,13 @@ def _paired_markdown(rows: list[dict]) -> list[str]:
                   "fast path changes a metric where the interval excludes zero. What differs in effect between the two "
                   f"(the pieces switched off that change training on this device and configuration): "
                   f"{', '.join(pieces) or 'nothing'}.", "",
-                  "| metric | off − on | 95% interval | the fast path changes it |", "|---|---|---|---|"]
-        for k, name in METRIC_NAMES.items():
-            p = metrics[k]
-            if p["low"] is None:
-                lines.append(f"| {name} | {p['mean']:+.3f} | n < 2 | not resolved |")
-                continue
-            changed = p["low"] > 0 or p["high"] < 0
-            lines.append(f"| {name} | {p['mean']:+.3f} | [{p['low']:+.3f}, {p['high']:+.3f}] | "
-                         f"{('yes: off is ' + ('higher' if p['low'] > 0 else 'lower')) if changed else 'not resolved'} |")
-        lines.append("")
+                  "| metric | off − on | 95% interval | the fast path changes it |", "|---|---|---|---|",
+                  *_interval_rows(metrics, "yes: off"), ""]
+    for pair in parity_between(rows):
+        n = max(p["n"] for p in pair["metrics"].values())
+        lines += [f"### `{pair['a']}` against `{pair['b']}`, paired by seed (n = {n})", "",
+                  "Two parity configurations of the same training configuration, each switching off different pieces: "
+                  "the first minus the second, the same seed, mean and 95% t-interval.", "",
+                  "| metric | first − second | 95% interval | they differ |", "|---|---|---|---|",
+                  *_interval_rows(pair["metrics"], "yes: the first"), ""]
     return lines

@@ -1,6 +1,7 @@
 """What runs cost (mtlib.cost, reports/profile.md): where a run's time went, one seed of `make report`, and the
 fast path's parity check."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,6 +130,20 @@ def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
     assert "paired by seed (n = 3)" in md
     assert "| STS r | +0.025 |" in md and "yes: off is higher" in md.split("| STS r | +0.025 |")[1].split("\n")[0]
     assert "| SST acc | +0.000 |" in md and md.split("| SST acc | +0.000 |")[1].split("\n")[0].endswith("not resolved |")
+    # a smaller bucketing window on the same configuration: paired with the fast-path-off runs too
+    for seed, d_sts in enumerate((0.021, 0.024, 0.031)):
+        fake_run(tmp_path / f"parity/best-pool8/seed{seed}", sst_acc=on_sst[seed], sts_pearson=on_sts[seed] + d_sts,
+                  config={**cfg, "bucket_pool": 8, "seed": seed})
+    rows = cost.parity(tmp_path)
+    assert cost.parity_paired(rows)[str(Path(rows[-1]["run"]).parent)]["pieces"] == [
+        "the bucketing window (8 batches against 64)"]
+    (pair,) = cost.parity_between(rows)
+    assert pair["a"].endswith("best-fast-path-off") and pair["b"].endswith("best-pool8")
+    assert pair["metrics"]["sts_pearson"]["n"] == 3
+    assert pair["metrics"]["sts_pearson"]["mean"] == pytest.approx((0.020 + 0.025 + 0.030 - 0.021 - 0.024 - 0.031) / 3)
+    md = cost.parity_markdown(tmp_path).replace(str(tmp_path) + "/parity/", "")
+    assert "### `best-pool8`, paired by seed (n = 3)" in md                  # against the fast path
+    assert "### `best-fast-path-off` against `best-pool8`, paired by seed (n = 3)" in md
 
 
 @pytest.mark.parametrize("off,dropout,precisions,expected", [
