@@ -343,13 +343,19 @@ def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
     return "\n".join(lines + _paired_markdown(rows))
 
 
+def _by_folder(rows: list[dict]) -> dict[str, list[dict]]:
+    """Parity runs grouped by their configuration's folder (parity/<name>/seed<k> -> parity/<name>)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(Path(r["run"]).parent), []).append(r)
+    return groups
+
+
 def parity_paired(rows: list[dict]) -> dict[str, dict[str, dict]]:
     """{parity folder: {metric: paired_interval}} over the seeds of each parity configuration (its folder of
     seed<k> runs): fast path off minus the fast-path run of the same seed, with its 95% t-interval. Pairing by
     seed removes the seed-to-seed spread the prediction interval must allow for, so a smaller effect shows."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(str(Path(r["run"]).parent), []).append(r)
+    groups = _by_folder(rows)
     found = {}
     for folder, runs in groups.items():
         on: dict[int, dict] = {}
@@ -382,9 +388,7 @@ def _pieces_in_effect(runs: list[dict]) -> list[str]:
 def parity_between(rows: list[dict]) -> list[dict]:
     """Two parity configurations of the same training configuration that switch off different pieces (e.g. a
     smaller bucketing window against no bucketing at all), paired by seed: [{"a", "b", "metrics"}], a - b."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(str(Path(r["run"]).parent), []).append(r)
+    groups = _by_folder(rows)
     found = []
     names = sorted(groups)
     for i, a in enumerate(names):
