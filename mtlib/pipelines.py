@@ -60,9 +60,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     seed_everything(cfg.seed)
     device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
-    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl,
-                                   cfg.para_head, cfg.sts_features, cfg.sts_loss)
-    model.to(device)
+    model, tokenizer = model_for(cfg, device)
     data = encode_splits(cfg, splits, tokenizer)
     stages = Stages(cfg, out, model, data, device)
     results = PIPELINES[cfg.pipeline](stages)
@@ -240,16 +238,28 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
     return Checkpointer(ckpt_file, 0, None).load()
 
 
+def model_for(cfg: Config, device: torch.device):
+    """The model and tokenizer `cfg` describes, on `device`."""
+    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl,
+                                   cfg.para_head, cfg.sts_features, cfg.sts_loss)
+    return model.to(device), tokenizer
+
+
+def run_config(out: Path, kind: str = "finished run") -> Config:
+    """The Config a finished run in `out` trained with (its config.json), for tools that rebuild its models."""
+    if not (out / "config.json").exists():
+        raise FileNotFoundError(f"{out / 'config.json'}: not a run folder; give the out_dir of a {kind}")
+    return Config.from_dict({**json.loads((out / "config.json").read_text()), "progress": False})
+
+
 def gradient_noise(out_dir: str | Path, n_batches: int = 4, stage: str = "multitask") -> list[dict]:
     """Rebuild a finished run's model from its config.json and `<stage>.safetensors`, and measure its task-gradient
     cosines across tasks and, as a noise floor, within a task on different batches (`train.gradient_cosines`)."""
     out = Path(out_dir)
-    cfg = Config.from_dict({**json.loads((out / "config.json").read_text()), "progress": False})
+    cfg = run_config(out)
     seed_everything(cfg.seed)
     device = pick_device(cfg)
-    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl,
-                                   cfg.para_head, cfg.sts_features, cfg.sts_loss)
-    model.to(device)
+    model, tokenizer = model_for(cfg, device)
     load_checkpoint(model, out / "checkpoints" / f"{stage}.safetensors")
     data = {t: {"train": D.encode(split["train"], tokenizer, cfg.max_length)} for t, split in load_splits(cfg).items()}
     return gradient_cosines(model, data, cfg, device, n_batches, cfg.seed)
@@ -267,9 +277,7 @@ def merge_grid(out_dir: str | Path, grid=MERGE_GRID) -> dict:
     encoder before fine-tuning from the run's config.json and reads its stage checkpoints
     (checkpoints/single_<task>.safetensors), so it needs no training; writes <out_dir>/merges.json."""
     out = Path(out_dir)
-    if not (out / "config.json").exists():
-        raise FileNotFoundError(f"{out / 'config.json'}: not a run folder; give the out_dir of a pipeline=novel run")
-    cfg = Config.from_dict({**json.loads((out / "config.json").read_text()), "progress": False})
+    cfg = run_config(out, "pipeline=novel run")
     files = {t: out / "checkpoints" / f"single_{t}.safetensors" for t in D.TASKS}
     missing = [str(f) for f in files.values() if not f.exists()]
     if cfg.pipeline != "novel" or missing:
@@ -278,9 +286,7 @@ def merge_grid(out_dir: str | Path, grid=MERGE_GRID) -> dict:
                                 f"into this out_dir, and keep its checkpoints/ folder")
     start = time.time()
     device = pick_device(cfg)
-    model, tokenizer = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl,
-                                   cfg.para_head, cfg.sts_features, cfg.sts_loss)
-    model.to(device)
+    model, tokenizer = model_for(cfg, device)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     singles = {}
     for task, f in files.items():
