@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -55,6 +56,12 @@ FIGURE_SEED = SEEDS[0]
 # Notebooks that loop over seeds themselves (-p seeds [...]): executed once, after PLAN, with all the seeds asked for,
 # into <reports_dir>/notebooks/<label>.ipynb and <reports_dir>/runs/<label>/<row>/seed<k>/.
 AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_methods"), ("07_beyond", {}, "07_beyond"))
+# Runs of an AFTER notebook that a rung of PLAN already trains with the same config: (label, method) <- (label, run
+# folder in seed<k>). 06's `sum` is 03's CS rung and its `pcgrad` 04's CS + GS. `execute` copies a finished one into
+# the AFTER notebook's folder before running it; the notebook's run() loads a copy only if its config.json matches
+# (resume=true), and trains it again otherwise, so a copy never stands in for a different run.
+SAME_RUNS = {("06_gradient_methods", "sum"): ("03_cosine_similarity", "cs"),
+             ("06_gradient_methods", "pcgrad"): ("04_cs_gs", "cs_gs")}
 # results.md rows: (table, row name, run label, run folder inside <label>/seed<k>/)
 ROWS = (
     (1, "Baseline", "01_baseline", "baseline"),
@@ -514,11 +521,27 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
     for notebook, params, label in AFTER:
         if only and label not in only:
             continue
+        reuse_runs(reports / "runs", label, seeds)
         params = {**{k: str(reports / v) for k, v in params.items()}, "out_dir": str(reports / "runs" / label),
                   "seeds": list(seeds), "resume": True, "progress": False, **({"profile": profile} if profile else {}),
                   **common}
         _papermill(notebook, reports / "notebooks" / f"{label}.ipynb", params, f"seeds {', '.join(map(str, seeds))}")
     return time.time() - start
+
+
+def reuse_runs(runs: Path, label: str, seeds) -> list[Path]:
+    """Copy each finished rung run that SAME_RUNS names for `label` to <runs>/<label>/<method>/seed<k>, where that
+    folder does not exist yet; leaves out checkpoints (a finished run resumes from metrics.json alone).
+    Returns the folders written."""
+    copied = []
+    for (target, method), (rung, folder) in SAME_RUNS.items():
+        for seed in seeds if target == label else ():
+            src, dst = runs / rung / f"seed{seed}" / folder, runs / label / method / f"seed{seed}"
+            if (src / "metrics.json").exists() and not dst.exists():     # a killed run there: the notebook resumes it
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints"))
+                print(f"{dst}: {src}'s run (same config; the notebook loads it only if config.json still matches)")
+                copied.append(dst)
+    return copied
 
 
 # What execute() sets per notebook, or the rungs fix: not settable for the whole ladder.
@@ -689,7 +712,6 @@ def best_run(seeds: list[dict]) -> dict:
 
 def publish_predictions(metrics: dict, dest: str | Path) -> list[Path]:
     """Copy a run's leaderboard files (<its out_dir>/predictions/*.csv) into `dest`."""
-    import shutil
     src, dest = at_root(metrics["config"]["out_dir"]) / "predictions", at_root(dest)
     dest.mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy2(f, dest / f.name)) for f in sorted(src.glob("*-output.csv"))]

@@ -240,3 +240,33 @@ def test_results_show_each_merges_json_as_a_table_per_run(tmp_path):
     assert "| uniform |  |  | 0.410 | 0.700 | 0.800 | 0.637 |" in md
     assert "| ties | 0.7 | 0.2 | 0.300 | 0.650 | 0.850 | 0.600 |" in md
     assert report.merges_markdown(tmp_path / "05_novel" / "seed0") == []      # none there: no section
+
+
+def test_execute_gives_06_the_rung_runs_it_shares_and_the_notebook_loads_one_only_if_its_config_matches(
+        tmp_path, tiny_config, monkeypatch, capsys):
+    import papermill as pm
+    from mtlib.pipelines import run
+    runs = tmp_path / "rep" / "runs"
+    cs = dict(tiny_config, pipeline="multitask", combine="sum", sts_head="cosine", seed=0)
+    rung = run(cs, out_dir=str(runs / "03_cosine_similarity/seed0/cs"))
+    monkeypatch.setattr(pm, "execute_notebook", lambda *a, **kw: None)
+    report.execute("smoke", ["06_gradient_methods"], tmp_path / "rep", (0, 1))
+    copy = runs / "06_gradient_methods/sum/seed0"
+    assert (copy / "metrics.json").exists() and not (copy / "checkpoints").exists()
+    # nothing to copy for seed 1 (no rung run) or pcgrad (no 04 run): those the notebook trains
+    assert not (runs / "06_gradient_methods/sum/seed1").exists() and not (runs / "06_gradient_methods/pcgrad").exists()
+    log = (copy / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    loaded = run(cs, combine_options="", out_dir=str(copy), resume=True)      # what 06's cell calls for `sum`
+    assert "holds a finished run" in capsys.readouterr().out and (copy / "metrics.jsonl").read_text() == log
+    assert loaded["overall"] == rung["overall"] and loaded["config"]["out_dir"] == str(copy)
+    # a folder that exists is never replaced: a killed 06 run there resumes instead
+    (copy / "metrics.json").unlink()
+    assert report.reuse_runs(runs, "06_gradient_methods", (0,)) == [] and not (copy / "metrics.json").exists()
+    # a different config trains again rather than standing in for the rung's run
+    other = runs / "06_gradient_methods/sum/seed9"
+    run(cs, out_dir=str(runs / "03_cosine_similarity/seed9/cs"), seed=9)
+    assert report.reuse_runs(runs, "06_gradient_methods", (9,)) == [other]
+    capsys.readouterr()
+    run(cs, seed=9, dropout=0.0, out_dir=str(other), resume=True)
+    assert "training again" in capsys.readouterr().out
