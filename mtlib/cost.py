@@ -16,6 +16,7 @@ from .report import (
     PLAN,
     ROOT,
     ROWS,
+    SAME_RUNS,
     ReportError,
     _cpu_fraction,
     _cpu_use,
@@ -171,8 +172,8 @@ def _planned_steps(params: dict, profile: str) -> int | None:
 
 
 def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd.DataFrame:
-    """One row per run that one seed of `make report` trains: the rungs' rows (ROWS), then 06's methods and 07's
-    ablation rows. Measured where the row has quiet runs; else projected: a novel run as the other novel row (the
+    """One row per run that one seed of `make report` trains: the rungs' rows (ROWS), then 06's methods (but those
+    it loads from the rungs, SAME_RUNS) and 07's ablation rows. Measured where the row has quiet runs; else projected: a novel run as the other novel row (the
     same stages and steps), a multitask run at the median cost per step of the measured multitask rows."""
     from .surgery import METHODS
     runs_dir = at_root(runs_dir)
@@ -182,6 +183,8 @@ def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd
         runs = list(finished_runs(runs_dir / label, f"seed*/{sub}").values())
         rows.append({"notebook": label, "run": name, "planned": _planned_steps(params[label], profile), **_cost(runs)})
     for method in METHODS:
+        if ("06_gradient_methods", method) in SAME_RUNS:      # 03's and 04's runs, which 06 loads: no training
+            continue
         runs = list(finished_runs(runs_dir / "06_gradient_methods" / method, "seed*").values())
         rows.append({"notebook": "06_gradient_methods", "run": f"combine={method}",
                      "planned": _planned_steps({}, profile), **_cost(runs)})
@@ -274,8 +277,8 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
     import numpy as np
     from scipy import stats
     runs_dir = at_root(runs_dir)
-    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
-                  if "parity" not in p.relative_to(runs_dir).parts[0]]
+    everything = _distinct([(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
+                            if "parity" not in p.relative_to(runs_dir).parts[0]])
     found = []
     for d, off in _finished_parity(runs_dir / "parity"):
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
@@ -295,6 +298,18 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
                                  "lo": lo, "hi": hi, "off": off[k], "within": bool(lo <= off[k] <= hi)}
         found.append(row)
     return found
+
+
+def _distinct(runs: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    """`runs` without copies of a run listed earlier (report.SAME_RUNS copies 03's and 04's runs into 06's folder):
+    one run is one training config (out_dir aside) finished at one moment."""
+    seen, kept = set(), []
+    for d, m in runs:
+        key = (m.get("finished_at"), json.dumps({k: v for k, v in m["config"].items() if k != "out_dir"}, sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            kept.append((d, m))
+    return kept
 
 
 def _finished_parity(folder: Path) -> list[tuple[Path, dict]]:

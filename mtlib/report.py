@@ -312,7 +312,8 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                          + f" | {wall_text(list(runs.values()))} |")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
-    lines += merges_markdown(runs_dir) + _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir)
+    lines += (merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
+              + pcgrad_seeds_markdown(runs_dir))
     claims = claims_table(rows)
     lines += ["## The report's claims, tested", "",
               "Each claim is a paired difference over the seeds both rows share (same seed: same data order and "
@@ -451,6 +452,38 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
                 meta.append(_run_line(f"{label}: {name}", m["config"]["seed"],
                                       f"{folder.parent.parent.name}/{folder.parent.name}/{folder.name}", m))
     return lines
+
+
+def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
+    """results.md's section for 06: the methods table and its computed conclusion from the runs that finished so far
+    (<runs_dir>/06_gradient_methods/<method>/seed<k>; the notebook's executed copy shows it once every run is done);
+    each run's line goes to `meta`."""
+    from .surgery import METHODS
+    out = at_root(runs_dir) / "06_gradient_methods"
+    seeds = sorted({int(p.name[4:]) for p in out.glob("*/seed*") if p.name[4:].isdigit()})
+    runs = method_runs(out, METHODS, seeds)
+    lines = ["## Every gradient-combination method (06_gradient_methods)", "",
+             "The CS + GS rung (cosine STS head, multitask, dropout 0.1) trained with each `combine` method; `sum` and "
+             "`pcgrad` are 03's and 04's runs (the same config). Dev metrics are mean ± std over the seeds that "
+             "finished; step cost is the median step time of separate runs over `sum`'s (section 6 of "
+             "`reports/performance.md` has the interleaved cost on identical batches); median cos is the median "
+             "pairwise cosine of the raw task gradients over every step, conflicts / step the mean number of pairs "
+             "with a negative cosine.", ""]
+    if not runs:
+        return lines + ["Not run yet: `python -m mtlib report --execute --only 06_gradient_methods`.", ""]
+    table = methods_table(runs, out).reset_index()
+    lines += (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+              + ["| " + " | ".join(_cell(v) for v in r) + " |" for r in table.itertuples(index=False)] + ["", methods_conclusion(runs), ""])
+    meta += [_run_line(f"06: {method}", seed, f"06_gradient_methods/{method}/seed{seed}", m)
+             for method, by_seed in runs.items() for seed, m in by_seed.items()]
+    return lines
+
+
+def _cell(v) -> str:
+    """A markdown table cell: floats to 3 decimals, missing values empty."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def _table_markdown(runs: dict[str, list[dict]]) -> list[str]:

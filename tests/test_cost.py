@@ -65,6 +65,7 @@ def test_one_seed_of_make_report_measures_quiet_runs_and_projects_the_rest(tmp_p
     assert t.loc["Novel: CS + GS", "wall_s"] == 2700.0 and "as Novel: CS + GS, no dropout" in t.loc["Novel: CS + GS",
                                                                                                      "from"]
     assert t.loc["combine=upgrad", "wall_s"] == pytest.approx(700 * per_step)
+    assert "combine=sum" not in t.index and "combine=pcgrad" not in t.index      # 06 loads 03's and 04's runs
     md = cost.seed_cost_markdown(tmp_path)
     total = t["wall_s"].sum() / 60
     assert f"| **{total:.0f}** |" in md and f"hold {40 * 60 / per_step:,.0f} steps" in md
@@ -80,6 +81,8 @@ def test_parity_compares_a_fast_path_off_run_with_the_seeds_of_its_configuration
     off = dict(precision="fp32", bucket=False, dropout_impl="torch", seed=0, profile="cpu", dropout=0.0)
     fake_run(tmp_path / "parity/best-fast-path-off/seed0", sst_acc=0.44, config={**cfg, **off})
     fake_run(tmp_path / "parity/far/seed0", sst_acc=0.30, config={**cfg, **off})
+    import shutil                      # a copy of a run (report.SAME_RUNS) is the same run: counted once
+    shutil.copytree(tmp_path / "07_beyond/best/seed0", tmp_path / "06_gradient_methods/sum/seed0")
     near, far = sorted(cost.parity(tmp_path), key=lambda r: r["run"])
     assert len(near["fast"]) == 3 and {m["config"]["seed"] for m in near["fast"]} == {0, 1, 2}
     x = np.array([0.46, 0.45, 0.47])

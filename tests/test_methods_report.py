@@ -47,3 +47,22 @@ def test_methods_table_reads_metrics_and_telemetry(tmp_path):
     assert table.loc["cagrad", "overall"] == "0.600 ± 0.141" and table.loc["cagrad", "seeds"] == 2
     assert table.loc["cagrad", "step cost (× sum)"] == 1.5 and table.loc["sum", "step cost (× sum)"] == 1.0
     assert table.loc["cagrad", "median cos"] == -0.2 and table.loc["cagrad", "conflicts / step"] == 0.5
+
+
+def test_results_md_shows_06_from_the_runs_that_finished(tmp_path):
+    from conftest import fake_run
+    assert "Not run yet: `python -m mtlib report --execute --only 06_gradient_methods`" in report.results_markdown(
+        tmp_path)
+    for method, overall in (("sum", (0.5, 0.6, 0.55)), ("upgrad", (0.6, 0.7, 0.66))):
+        for seed, o in enumerate(overall):
+            d = tmp_path / "06_gradient_methods" / method / f"seed{seed}"
+            fake_run(d, sst_acc=o, para_acc=o, sts_pearson=o)
+            steps = [{"type": "step", "stage": "multitask", "step": i, "step_s": 0.5, "conflicts": 1,
+                      "cos_sst_para": 0.1, "cos_sst_sts": -0.1, "cos_para_sts": 0.2} for i in range(3)]
+            (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in steps) + "\n")
+    md = report.results_markdown(tmp_path)
+    section = md.split("## Every gradient-combination method (06_gradient_methods)")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| method | seeds | sst_acc") and rows[2].startswith("| upgrad | 3 | 0.653 ± 0.050 |")
+    assert "**Beats `sum` (95% interval above zero): upgrad.**" in section
+    assert "| 06: upgrad | 2 | `06_gradient_methods/upgrad/seed2` |" in md          # the runs table
