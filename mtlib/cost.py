@@ -271,7 +271,7 @@ def _full_config(config: dict) -> dict:
 
 def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
     """Each run under <runs_dir>/parity/ (the fast path switched off), with the fast-path runs of the same
-    configuration (every seed, anywhere under runs_dir) and, per metric, the 95% prediction interval for one more
+    configuration on the same device (every seed, anywhere under runs_dir: another machine's numerics differ) and, per metric, the 95% prediction interval for one more
     fast-path run: mean ± t(n-1) · sd · sqrt(1 + 1/n). The fast path keeps parity where the parity run's metric
     lies inside it, i.e. within the seed-to-seed spread of the fast path."""
     import numpy as np
@@ -282,10 +282,10 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
     found = []
     for d, off in _finished_parity(runs_dir / "parity"):
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
-        fast = [m for _, m in everything
-                if all(_full_config(m["config"]).get(k) == v for k, v in {**key, **FAST_PATH}.items())]
+        fast = [m for _, m in everything if m.get("device") == off.get("device")      # one machine: its numerics
+                and all(_full_config(m["config"]).get(k) == v for k, v in {**key, **FAST_PATH}.items())]
         row = {"run": shown(d.resolve()), "config": off["config"], "off": off, "fast": fast, "metrics": {},
-               "key": json.dumps(key, sort_keys=True)}
+               "key": json.dumps({**key, "device": off.get("device")}, sort_keys=True)}
         for k in METRIC_NAMES:
             x = np.array([m[k] for m in fast], dtype=float)
             if len(x) >= 2:
@@ -302,10 +302,10 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
 
 def _distinct(runs: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
     """`runs` without copies of a run listed earlier (report.SAME_RUNS copies 03's and 04's runs into 06's folder):
-    one run is one training config (out_dir aside) finished at one moment."""
+    a copy's metrics.json is the original's, byte for byte."""
     seen, kept = set(), []
     for d, m in runs:
-        key = (m.get("finished_at"), json.dumps({k: v for k, v in m["config"].items() if k != "out_dir"}, sort_keys=True))
+        key = json.dumps(m, sort_keys=True)
         if key not in seen:
             seen.add(key)
             kept.append((d, m))
@@ -322,7 +322,8 @@ def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
              "A parity run trains one configuration with the fast path, or one piece of it, off (`precision=fp32`: no "
              "bf16 autocast, a no-op on a CPU without bf16; `bucket=false`: batches in random order rather than "
              "grouped by length; `dropout_impl=torch`: `nn.Dropout`, a no-op at dropout 0); each run's line says which. "
-             "It is compared with every fast-path run of the same configuration (its seeds). Batches or dropout masks "
+             "It is compared with every fast-path run of the same configuration on the same device (its seeds; another "
+             "machine's arithmetic differs). Batches or dropout masks "
              "differ between the two, so the same seed cannot give the same numbers; the test is whether the parity "
              "run lies inside the 95% prediction interval of one more fast-path run, mean ± t(n−1) · sd · √(1 + 1/n): "
              "within the fast path's seed-to-seed spread; with several seeds, also the paired difference.", ""]
@@ -408,9 +409,11 @@ def parity_between(rows: list[dict]) -> list[dict]:
     names = sorted(groups)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            if groups[a][0]["key"] != groups[b][0]["key"]:
+            keys = {r["key"] for r in groups[a]} & {r["key"] for r in groups[b]}   # same config, same device
+            if len(keys) != 1:
                 continue
-            by_seed = [{_full_config(r["config"])["seed"]: r["off"] for r in groups[g]} for g in (a, b)]
+            by_seed = [{_full_config(r["config"])["seed"]: r["off"] for r in groups[g] if r["key"] in keys}
+                       for g in (a, b)]
             metrics = {k: paired_interval({s: m[k] for s, m in by_seed[0].items()},
                                           {s: m[k] for s, m in by_seed[1].items()}) for k in METRIC_NAMES}
             if max(p["n"] for p in metrics.values()):

@@ -148,6 +148,16 @@ def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
     assert "### `best-pool8`, paired by seed (n = 3)" in md                  # against the fast path
     assert "### `best-fast-path-off` against `best-pool8`, paired by seed (n = 3)" in md
 
+    # another machine's runs of the same configuration are neither the fast path's seeds nor a partner: numerics differ
+    xeon = "cpu: Intel Xeon, 2 threads"
+    fake_run(tmp_path / "elsewhere/best/seed0", sst_acc=0.1, device=xeon, config={**cfg, "seed": 0})
+    fake_run(tmp_path / "parity/best-fp32/seed0", device=xeon, config={**cfg, "precision": "fp32", "seed": 0})
+    rows = {Path(r["run"]).parent.name + "/" + Path(r["run"]).name: r for r in cost.parity(tmp_path)}
+    assert [m["sst_acc"] for m in rows["best-fp32/seed0"]["fast"]] == [0.1]
+    assert all(m["device"] == "cpu: test" for m in rows["best-pool8/seed0"]["fast"])
+    assert len(rows["best-pool8/seed0"]["fast"]) == 3
+    assert len(cost.parity_between(list(rows.values()))) == 1                  # best-fp32 pairs with no other folder
+
 
 @pytest.mark.parametrize("off,dropout,precisions,expected", [
     (dict(dropout_impl="torch"), 0.1, ("fp32", "fp32"), ["FastDropout"]),
