@@ -111,7 +111,8 @@ def write_profile(run_dirs: list[str | Path] | None = None, out: str | Path = "r
         run_dirs = profile_runs()
     if not run_dirs:
         raise ReportError("no finished runs to profile; pass run folders, or run `make report` first")
-    text = "\n".join([profile_markdown(run_dirs), seed_cost_markdown(profiled=run_dirs), parity_markdown()])
+    text = "\n".join([profile_markdown(run_dirs), seed_cost_markdown(profiled=run_dirs), parity_markdown(),
+                      machines_markdown()])
     savings = at_root("reports/stage-savings.json")
     if savings.exists():
         text += "\n" + savings_markdown(json.loads(savings.read_text()))
@@ -419,6 +420,56 @@ def parity_between(rows: list[dict]) -> list[dict]:
             if max(p["n"] for p in metrics.values()):
                 found.append({"a": a, "b": b, "metrics": metrics})
     return found
+
+
+# what two runs of one configuration may differ in and still be the same training, arithmetic aside
+_NOT_TRAINING = ("seed", "out_dir", "resume", "progress", "device", "data_dir", "eval_batch_size", "checkpoint_every",
+                 "precision")
+
+
+def across_machines(runs_dir: str | Path = "reports/runs") -> list[dict]:
+    """Runs of one configuration and seed, in the same precision (resolved: `auto` is fp32 where there is no native
+    bf16), on two devices: the difference the machine's arithmetic alone makes, paired by seed.
+    [{"config", "a", "b", "metrics"}]: device b minus device a, a and b in sorted order."""
+    runs_dir = at_root(runs_dir)
+    everything = _distinct([(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))])
+    groups: dict[str, dict[str, dict[int, dict]]] = {}
+    for _, m in everything:
+        c = _full_config(m["config"])
+        key = json.dumps({**{k: v for k, v in c.items() if k not in _NOT_TRAINING}, "precision": m["precision"]},
+                         sort_keys=True)
+        groups.setdefault(key, {}).setdefault(m["device"], {}).setdefault(c["seed"], m)
+    found = []
+    for key, devices in groups.items():
+        names = sorted(devices)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                metrics = {k: paired_interval({s: m[k] for s, m in devices[b].items()},
+                                              {s: m[k] for s, m in devices[a].items()}) for k in METRIC_NAMES}
+                if max(p["n"] for p in metrics.values()):
+                    found.append({"config": json.loads(key), "a": a, "b": b, "metrics": metrics})
+    return found
+
+
+def machines_markdown(runs_dir: str | Path = "reports/runs") -> str:
+    """profile.md's section on the machine: one configuration and seed trained on two devices, same precision."""
+    lines = ["## Does the machine change results?", "",
+             "The same configuration and seed trained on two devices in the same precision: nothing differs but the "
+             "machine's arithmetic (its kernels sum in another order), which compounds over the steps. The second "
+             "device minus the first, paired by seed, mean and 95% t-interval. Where it is as large as the seed-to-seed "
+             "spread, results from two machines must not be paired by seed, and a parity run is compared only with "
+             "fast-path runs of its own device.", ""]
+    pairs = across_machines(runs_dir)
+    if not pairs:
+        return "\n".join(lines + ["No configuration has been trained on two devices yet.", ""])
+    for p in pairs:
+        c, n = p["config"], max(m["n"] for m in p["metrics"].values())
+        lines += [f"### {c['pipeline']}, combine {c['combine']}, STS head {c['sts_head']}, Quora head {c['para_head']}, "
+                  f"dropout {c['dropout']}, profile {c['profile']}, {c['precision']} (n = {n})", "",
+                  f"First: {p['a']}. Second: {p['b']}.", "",
+                  "| metric | second − first | 95% interval | they differ |", "|---|---|---|---|",
+                  *_interval_rows(p["metrics"], "yes: the second"), ""]
+    return "\n".join(lines)
 
 
 def _interval_rows(metrics: dict, higher: str) -> list[str]:

@@ -170,3 +170,22 @@ def test_parity_names_the_pieces_that_change_training(off, dropout, precisions, 
     runs = [{"config": {"dropout": dropout, **off}, "off": {"precision": off_precision},
              "fast": [{"precision": fast_precision}]}]
     assert cost._pieces_in_effect(runs) == expected
+
+
+def test_the_same_configuration_and_seed_on_two_machines_is_paired_in_the_same_precision_only(tmp_path):
+    cfg = dict(pipeline="multitask", combine="sum", sts_head="cosine", para_head="sbert", profile="cpu", dropout=0.0)
+    amd, xeon = "cpu: AMD EPYC, 2 threads", "cpu: Intel Xeon, 2 threads"
+    for seed, d in enumerate((0.010, 0.012, 0.014)):
+        fake_run(tmp_path / f"07_beyond/best/seed{seed}", sts_pearson=0.87, device=amd, config={**cfg, "seed": seed})
+        # precision=fp32 asked for on the Xeon, `auto` (fp32: no native bf16) on the AMD: the same arithmetic
+        fake_run(tmp_path / f"parity/best-fp32/seed{seed}", sts_pearson=0.87 + d, device=xeon,
+                 config={**cfg, "seed": seed, "precision": "fp32"})
+        fake_run(tmp_path / f"fast-path/best/seed{seed}", sts_pearson=0.5, device=xeon, precision="bf16-autocast",
+                 config={**cfg, "seed": seed})                                   # bf16: another arithmetic
+    (pair,) = cost.across_machines(tmp_path)
+    assert (pair["a"], pair["b"]) == (amd, xeon) and pair["config"]["precision"] == "fp32"
+    sts = pair["metrics"]["sts_pearson"]
+    assert sts["n"] == 3 and sts["mean"] == pytest.approx(0.012) and sts["low"] > 0
+    md = cost.machines_markdown(tmp_path)
+    assert f"First: {amd}. Second: {xeon}." in md and "| STS r | +0.012 |" in md and "yes: the second is higher" in md
+    assert "No configuration has been trained on two devices" in cost.machines_markdown(tmp_path / "07_beyond")
