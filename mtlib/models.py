@@ -228,6 +228,11 @@ def use_bf16(cfg: Config, device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def arithmetic(cfg: Config, device: torch.device) -> str:
+    """What `precision` means on `device`: "bf16-autocast" or "fp32" (`auto` is fp32 without native bf16)."""
+    return "bf16-autocast" if use_bf16(cfg, device) else "fp32"
+
+
 def build_model(encoder: str, pooling: str, sts_head: str, dropout: float, dropout_impl: str = "fast",
                 para_head: str = "concat", sts_features: str = "concat", sts_loss: str = "mse"):
     """(model, tokenizer) for the given encoder and head choices; dropout_impl="fast" swaps in FastDropout

@@ -20,7 +20,7 @@ from . import data as D
 from .config import Config
 from .evaluate import atomic_write_text, evaluate, write_predictions
 from .merge import merge_single_task_states
-from .models import build_model, pick_device, resolve_encoder, use_bf16
+from .models import arithmetic, build_model, pick_device, resolve_encoder
 from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines, load_checkpoint, set_rng_state,
                     train_stage)
 
@@ -46,19 +46,20 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     start, cpu_start = time.time(), time.process_time()
     commit = git_commit()                    # the code that trains: the checkout may move on during a long run
     out = RunDir(cfg)
+    device = pick_device(cfg)
     if cfg.resume and (out.path / "metrics.json").exists():
         before, now = out.metrics()["config"], cfg.to_dict()
-        changed = changed_keys(before, now)
+        used, using = out.metrics().get("precision"), arithmetic(cfg, device)
+        changed = changed_keys(before, now, used, using)
         if not changed:
             print(f"[{cfg.pipeline}] {out.path} holds a finished run with these settings: loaded it "
                   "(resume=false trains again)")
             metrics = out.metrics()
             metrics["config"]["out_dir"] = cfg.out_dir    # where it lies now: a run folder can be moved or renamed
             return metrics
-        print(f"[{cfg.pipeline}] the finished run in {out.path} used {describe(changed, before, now)}: "
+        print(f"[{cfg.pipeline}] the finished run in {out.path} used {describe(changed, before, now, used, using)}: "
               "training again with the new settings")
     seed_everything(cfg.seed)
-    device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
     model, tokenizer = model_for(cfg, device)
     data = encode_splits(cfg, splits, tokenizer)
@@ -76,7 +77,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "majority": majority_class(data),
         "config": cfg.to_dict(),
         "device": device_name(device),
-        "precision": "bf16-autocast" if use_bf16(cfg, device) else "fp32",
+        "precision": arithmetic(cfg, device),
         "encoder": cfg.encoder,
         "encoder_path": resolve_encoder(cfg.encoder),
         "data_dir": str(D.resolve_data_dir(cfg.data_dir)),
@@ -137,9 +138,10 @@ class RunDir:
     def metrics(self) -> dict:
         return json.loads((self.path / "metrics.json").read_text())
 
-    def saved_state(self) -> dict | None:
-        """The resume checkpoint to go on from (config checked), or None after clearing the folder for a new run."""
-        saved = resume_state(self.cfg, self.path, self.resume_file) if self.cfg.resume else None
+    def saved_state(self, using: str) -> dict | None:
+        """The resume checkpoint to go on from (config and arithmetic checked: `using` is this machine's,
+        `models.arithmetic`), or None after clearing the folder for a new run."""
+        saved = resume_state(self.cfg, self.path, self.resume_file, using) if self.cfg.resume else None
         if saved is None:
             self.clear()
             atomic_write_text(self.path / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
@@ -168,9 +170,9 @@ class Stages:
 
     def __init__(self, cfg: Config, out: RunDir, model, data, device):
         self.cfg, self.out, self.model, self.data, self.device = cfg, out, model, data, device
-        saved = out.saved_state()
+        saved = out.saved_state(arithmetic(cfg, device))
         self.log = JsonlLog(out.path / "metrics.jsonl")
-        self.checkpointer = Checkpointer(out.resume_file, cfg.checkpoint_every, self.log)
+        self.checkpointer = Checkpointer(out.resume_file, cfg.checkpoint_every, self.log, arithmetic(cfg, device))
         self.checkpointer.completed = saved["completed"] if saved else []
         self.done = {r["name"]: r for r in self.checkpointer.completed}
         self.pending_rng = saved["rng"] if saved else None
@@ -208,20 +210,35 @@ class Stages:
 RESUME_IGNORES = ("resume", "progress", "out_dir", "data_dir", "checkpoint_every", "eval_batch_size")
 
 
-def changed_keys(before: dict, now: dict) -> list[str]:
+def changed_keys(before: dict, now: dict, used: str | None = None, using: str | None = None,
+                 mid_run: bool = False) -> list[str]:
     """Config keys whose values differ, leaving out those that change no result. A key the earlier run's config
-    lacks (a knob added since) counts as that knob's default, which keeps the old behaviour."""
+    lacks (a knob added since) counts as that knob's default, which keeps the old behaviour.
+
+    `precision` also matches where the arithmetic it meant is the same (`used`, the earlier run's, and `using`,
+    this machine's, see `models.arithmetic`): a finished `auto` run that trained in fp32 is the run that
+    precision=fp32 asks for. `mid_run` (going on from a checkpoint): the arithmetic alone decides where both are
+    known, so that no run changes precision halfway (`auto` is bf16 on one machine and fp32 on another)."""
     defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-    return [k for k in now if k not in RESUME_IGNORES and before.get(k, defaults.get(k)) != now[k]]
+    known = bool(used and using)
+
+    def same(k):
+        if k == "precision" and known and (mid_run or used == using):
+            return used == using
+        return before.get(k, defaults.get(k)) == now[k]
+    return [k for k in now if k not in RESUME_IGNORES and not same(k)]
 
 
-def describe(changed: list[str], before: dict, now: dict) -> str:
-    """"lr=1e-05 (now 5e-05), seed=0 (now 1)": the changed keys, old and new values."""
-    return ", ".join(f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed)
+def describe(changed: list[str], before: dict, now: dict, used: str | None = None, using: str | None = None) -> str:
+    """"lr=1e-05 (now 5e-05), seed=0 (now 1)": the changed keys, old and new values (precision: with what it meant)."""
+    return ", ".join(f"precision={before.get(k)!r}, {used} (now {now[k]!r}, {using} on this machine)"
+                     if k == "precision" and used and using else f"{k}={before.get(k)!r} (now {now[k]!r})"
+                     for k in changed)
 
 
-def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
-    """The saved state to go on from, after checking the run's config matches the one saved."""
+def resume_state(cfg: Config, out: Path, ckpt_file: Path, using: str | None = None) -> dict | None:
+    """The saved state to go on from, after checking the run's config matches the one saved, and the arithmetic
+    it trained in (a checkpoint records it) the one `using` names."""
     if not ckpt_file.exists():
         print(f"[{cfg.pipeline}] resume: no checkpoint in {out}; starting from the beginning")
         return None
@@ -231,11 +248,14 @@ def resume_state(cfg: Config, out: Path, ckpt_file: Path) -> dict | None:
                          f"or delete {ckpt_file} to start the run over")
     before = json.loads((out / "config.json").read_text())
     now = cfg.to_dict()
-    changed = changed_keys(before, now)
+    changed = [k for k in changed_keys(before, now) if k != "precision"]
+    saved = None if changed else Checkpointer(ckpt_file, 0, None).load()
+    used = saved.get("precision") if saved else None   # None: a checkpoint from before it was recorded
+    changed += changed_keys(before, now, used, using, mid_run=True) if saved else []
     if changed:
-        raise ValueError(f"resume: the run in {out} used different {describe(changed, before, now)}; "
-                         "pass the same values, or a new out_dir")
-    return Checkpointer(ckpt_file, 0, None).load()
+        raise ValueError(f"resume: the run in {out} used different {describe(changed, before, now, used, using)}; "
+                         "pass the same values (precision=fp32 or bf16 names the arithmetic), or a new out_dir")
+    return saved
 
 
 def model_for(cfg: Config, device: torch.device):
@@ -300,7 +320,7 @@ def merge_grid(out_dir: str | Path, grid=MERGE_GRID) -> dict:
         rows.append({"merge": method, "lambda": lam, "density": density, **metrics})
         print(f"[merge {method} lambda={lam} density={density}] {fmt(metrics)}")
     found = {"rows": rows, "config": cfg.to_dict(), "device": device_name(device),
-             "precision": "bf16-autocast" if use_bf16(cfg, device) else "fp32", "mtlib": git_commit(),
+             "precision": arithmetic(cfg, device), "mtlib": git_commit(),
              "wall_s": round(time.time() - start, 1), "note": QUORA_NOTE}
     atomic_write_text(out / "merges.json", json.dumps(found, indent=2))
     return found

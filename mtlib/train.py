@@ -256,19 +256,19 @@ def set_rng_state(state: dict) -> None:
 
 
 class Checkpointer:
-    """The resume file of a run: finished stages, RNG states, the log's length and, mid-stage, everything
-    the loop needs to go on (model, optimizer, samplers, PCGrad generator, epoch, step, best so far).
+    """The resume file of a run: finished stages, RNG states, the log's length, the arithmetic it trains in
+    (`models.arithmetic`: a run goes on in the precision it began in) and, mid-stage, everything the loop needs to go on (model, optimizer, samplers, PCGrad generator, epoch, step, best so far).
     Written atomically (temp file + rename), so a kill mid-write leaves the previous one intact."""
 
-    def __init__(self, path: Path, every: int, log: JsonlLog):
-        self.path, self.every, self.log = path, every, log
+    def __init__(self, path: Path, every: int, log: JsonlLog, precision: str | None = None):
+        self.path, self.every, self.log, self.precision = path, every, log, precision
         self.completed: list[dict] = []
 
     def save(self, current: dict | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save({"completed": self.completed, "rng": rng_state(), "log_bytes": self.log.tell(),
-                    "current": current}, tmp)
+                    "current": current, "precision": self.precision}, tmp)
         os.replace(tmp, self.path)
 
     def load(self) -> dict | None:

@@ -135,3 +135,47 @@ def test_a_moved_finished_run_loads_from_where_it_lies_now(tiny_config, tmp_path
     files = publish_predictions(again, tmp_path / "published")
     assert sorted(f.name for f in files) == sorted(f"{t}-{s}-output.csv" for t in ("sst", "para", "sts")
                                                    for s in ("dev", "test"))
+
+
+def test_precision_matches_by_the_arithmetic_it_meant():
+    from mtlib.pipelines import changed_keys
+    auto, fp32 = {"precision": "auto"}, {"precision": "fp32"}
+    # a finished run: `auto` that trained in fp32 is what precision=fp32 asks for, and `auto` stays `auto`
+    assert changed_keys(auto, fp32, "fp32", "fp32") == [] and changed_keys(fp32, auto, "fp32", "fp32") == []
+    assert changed_keys(auto, fp32, "bf16-autocast", "fp32") == ["precision"]
+    assert changed_keys(fp32, auto, "fp32", "bf16-autocast") == ["precision"]
+    assert changed_keys(auto, auto, "fp32", "bf16-autocast") == []
+    assert changed_keys(auto, fp32) == ["precision"]                        # arithmetic unknown: the values decide
+    # going on mid-run: never in other arithmetic than the run began in, whatever the config says
+    assert changed_keys(auto, auto, "fp32", "bf16-autocast", mid_run=True) == ["precision"]
+    assert changed_keys(auto, fp32, "fp32", "fp32", mid_run=True) == []
+
+
+def test_a_finished_run_loads_where_its_arithmetic_is_the_one_asked_for(tiny_config, tmp_path, capsys):
+    out = tmp_path / "r"
+    first = run({**tiny_config, "out_dir": str(out), "precision": "fp32"})
+    m = json.loads((out / "metrics.json").read_text())
+    m["config"]["precision"] = "auto"            # as an `auto` run on a CPU without native bf16 records it
+    (out / "metrics.json").write_text(json.dumps(m))
+    again = run({**tiny_config, "out_dir": str(out), "precision": "fp32", "resume": True})
+    assert again["finished_at"] == first["finished_at"] and "loaded it" in capsys.readouterr().out
+    other = run({**tiny_config, "out_dir": str(out), "precision": "bf16", "resume": True})
+    assert "precision='auto', fp32 (now 'bf16', bf16-autocast on this machine)" in capsys.readouterr().out
+    assert other["precision"] == "bf16-autocast"
+
+
+def test_a_run_never_goes_on_in_other_arithmetic_than_it_began_in(tiny_config, tmp_path):
+    import torch
+    from mtlib.pipelines import resume_state
+    from mtlib.config import Config
+    out = tmp_path / "r"
+    run({**tiny_config, "out_dir": str(out)})
+    ckpt = out / "checkpoints" / "resume.pt"
+    torch.save({"completed": [], "rng": None, "log_bytes": 0, "current": None, "precision": "bf16-autocast"}, ckpt)
+    cfg = Config.from_dict({**tiny_config, "out_dir": str(out)})
+    with pytest.raises(ValueError, match=r"precision='auto', bf16-autocast \(now 'auto', fp32 on this machine\)"):
+        resume_state(cfg, out, ckpt, "fp32")          # `auto` began as bf16 on one machine; here it would be fp32
+    assert resume_state(cfg, out, ckpt, "bf16-autocast")["precision"] == "bf16-autocast"
+    fp32 = Config.from_dict({**tiny_config, "out_dir": str(out), "precision": "fp32"})
+    torch.save({"completed": [], "rng": None, "log_bytes": 0, "current": None, "precision": "fp32"}, ckpt)
+    assert resume_state(fp32, out, ckpt, "fp32")["precision"] == "fp32"   # config says auto, arithmetic agrees
