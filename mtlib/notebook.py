@@ -67,6 +67,27 @@ def setup(namespace: dict[str, Any], **fixed: Any) -> Notebook:
     return Notebook(params, Config.from_dict(params), out, figures, extras)
 
 
+def knobs(namespace: dict[str, Any], own: tuple[str, ...] = (), fixed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """For a notebook that trains many configurations (06, 07) in place of `setup`: every Config field its kernel
+    holds, from its parameters cell or injected by papermill beyond it (so `make report --set precision=fp32`
+    reaches every run), except `own`: the notebook's parameters that are not one run's field even where a field
+    has the name (06's per-method combine_options, the notebook's out_dir). A name papermill injected that is
+    neither a field, nor one of EXTRAS, nor one of `own` is an error, as in `setup`; so is one in `fixed` (what
+    the notebook sets per run), and a bad value."""
+    names = {f.name for f in fields(Config)}
+    injected = injected_names(namespace)
+    unknown = sorted(injected - names - set(EXTRAS) - set(own))
+    if unknown:
+        Config.from_dict({name: namespace[name] for name in unknown})        # raises the CLI's error
+    clash = sorted(injected & set(fixed))
+    if clash:
+        raise ConfigError(f"this notebook sets {', '.join(clash)} itself, run by run; drop {', '.join(clash)} from "
+                          "the parameters (`python -m mtlib run` takes any combination)")
+    found = {name: namespace[name] for name in sorted(names - set(own) - set(fixed)) if name in namespace}
+    Config.from_dict(found)                                                  # bad values fail before any training
+    return found
+
+
 def at_root() -> None:
     """Make the kernel's working folder the repository root and shorten mtlib's warnings, so that relative paths
     mean the same under JupyterLab, papermill and nbval and an executed copy carries no machine path; `setup`

@@ -107,6 +107,32 @@ def test_setup_rejects_what_the_cli_rejects(fresh, params, fixed, message):
         notebook.setup(injected(**params), **fixed)
 
 
+def test_knobs_of_a_notebook_of_many_runs_take_every_field_given_and_reject_what_setup_rejects():
+    params = {"precision": "fp32", "dropout": 0, "methods": ["sum"], "out_dir": "runs/x", "combine_options": {}}
+    found = notebook.knobs({**injected(**params), "profile": None}, own=("methods", "combine_options", "out_dir"),
+                           fixed=("combine", "seed"))
+    assert found == {"precision": "fp32", "dropout": 0, "profile": None}      # injected beyond the cell, too
+    with pytest.raises(ConfigError, match="unknown parameter.*dropuot"):
+        notebook.knobs(injected(dropuot=0), own=("methods",))
+    with pytest.raises(ConfigError, match="sets combine itself, run by run"):
+        notebook.knobs(injected(combine="pcgrad"), fixed=("combine",))
+    with pytest.raises(ConfigError, match="precision='fp8' is not valid"):
+        notebook.knobs(injected(precision="fp8"))
+
+
+def test_papermill_06_passes_a_field_its_parameters_cell_does_not_list_to_every_run(tmp_path):
+    """`make report --set precision=fp32` injects precision into 06, whose parameters cell lists a few fields."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the CS224N data at {SHARED_DATA} (python -m mtlib download)")
+    import papermill as pm
+    out = tmp_path / "06"
+    pm.execute_notebook(str(ROOT / "notebooks" / "06_gradient_methods.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"profile": "smoke", "out_dir": str(out), "progress": False, "methods": ["sum"],
+                                    "precision": "bf16", "weight_decay": 0.01}, progress_bar=False)
+    config = json.loads((out / "sum" / "seed0" / "config.json").read_text())
+    assert (config["precision"], config["weight_decay"], config["combine"]) == ("bf16", 0.01, "sum")
+
+
 def test_setup_shows_mtlib_warnings_without_machine_paths(fresh):
     notebook.setup({})
     data_file = ROOT.parent / "shared" / "data" / "quora-dev.csv"          # a data folder beside the repository
