@@ -346,13 +346,16 @@ def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
                   "|---|---|---|---|---|"]
         for k, name in METRIC_NAMES.items():
             s = r["metrics"][k]
+            if math.isnan(s["lo"]):          # fewer than two fast-path runs: no spread, no interval
+                lines.append(f"| {name} | {s['mean']:.3f} (n = {len(fast)}) | n < 2 | {s['off']:.3f} | |")
+                continue
             lines.append(f"| {name} | {s['mean']:.3f} ± {s['sd']:.3f} | [{s['lo']:.3f}, {s['hi']:.3f}] | "
                          f"{s['off']:.3f} | {'yes' if s['within'] else 'no'} |")
         outside = [f"{METRIC_NAMES[k]} ({'above' if s['off'] > s['hi'] else 'below'} it)" for k, s in r["metrics"].items()
-                   if not s["within"]]
-        verdict = ("**Parity holds**: every metric lies within the fast path's seed-to-seed spread." if not outside
-                   else f"**Outside the fast path's spread**: {', '.join(outside)}." if len(fast) >= 2
-                   else "No verdict: fewer than two fast-path runs to measure the spread.")
+                   if not s["within"] and not math.isnan(s["lo"])]
+        verdict = ("No verdict: fewer than two fast-path runs to measure the spread." if len(fast) < 2
+                   else "**Parity holds**: every metric lies within the fast path's seed-to-seed spread." if not outside
+                   else f"**Outside the fast path's spread**: {', '.join(outside)}.")
         speed = (f" Wall time: this run {off['wall_s'] / 60:.1f} min (CPU use {_cpu_use(off) or 'not recorded'}), "
                  f"fast path on {walls[len(walls) // 2] / 60:.1f} min (median of {len(walls)} quiet run(s))."
                  if walls else "")
