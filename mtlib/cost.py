@@ -161,7 +161,7 @@ def _cost(runs: list[tuple[Path, dict]]) -> dict:
         return {"steps": float("nan"), "wall_s": float("nan"), "pipeline": pipeline, "quiet": False,
                 "from": f"no quiet run ({len(runs)} shared or resumed)" if runs else "not run"}
     return {"steps": max(len(steps(d)) for d, _ in use), "wall_s": statistics.median(m["wall_s"] for _, m in use),
-            "pipeline": pipeline, "quiet": bool(quiet),
+            "pipeline": pipeline, "quiet": bool(quiet), "device": "; ".join(sorted({m["device"] for _, m in use})),
             "from": f"measured: median of {len(use)} of {len(runs)} runs ({how})"}
 
 
@@ -228,12 +228,15 @@ def seed_cost_markdown(runs_dir: str | Path = "reports/runs", profiled: list[Pat
     n_measured = int(known["from"].str.startswith("measured").sum())
     lines += [f"| **total** | {len(t)} runs | {int(known['steps'].sum()):,} | **{known['wall_s'].sum() / 60:.0f}** | "
               f"{n_measured} measured, {len(known) - n_measured} projected, {len(t) - len(known)} unknown |", ""]
+    devices = sorted({x for v in t["device"].dropna() for x in v.split("; ")}) if "device" in t else []
+    if devices:
+        lines += [f"The measured runs ran on {' and '.join(devices)}; a step's cost below is theirs.", ""]
     per_step = t.attrs["per_step_s"]
     if not math.isnan(per_step):
         cap = PROFILES[profile]["steps_per_epoch"]
         held = "; ".join(f"{who}'s {limit} min hold {limit * 60 / per_step:,.0f} steps, {limit * 60 / per_step / len(t):.0f} "
                          f"per run" for limit, who in budgets)
-        text = (f"A multitask run costs {per_step:.2f} s per training step here, everything included (the median over "
+        text = (f"A multitask run costs {per_step:.2f} s per training step there, everything included (the median over "
                 f"the multitask rows measured on quiet runs). At that cost {held}, against the {cap} steps of one multitask run of "
                 f"the `{profile}` profile (mtlib/config.py says why it needs them).")
         shares = [_compute_share(d) for d in profiled]

@@ -69,6 +69,7 @@ def test_one_seed_of_make_report_measures_quiet_runs_and_projects_the_rest(tmp_p
     md = cost.seed_cost_markdown(tmp_path)
     total = t["wall_s"].sum() / 60
     assert f"| **{total:.0f}** |" in md and f"hold {40 * 60 / per_step:,.0f} steps" in md
+    assert "The measured runs ran on cpu: test;" in md and t.loc["Baseline", "device"] == "cpu: test"
 
 
 def test_parity_compares_a_fast_path_off_run_with_the_seeds_of_its_configuration(tmp_path):
