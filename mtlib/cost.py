@@ -419,13 +419,19 @@ def parity_between(rows: list[dict]) -> list[dict]:
             keys = {r["key"] for r in groups[a]} & {r["key"] for r in groups[b]}   # same config, same device
             if len(keys) != 1:
                 continue
-            by_seed = [{_full_config(r["config"])["seed"]: r["off"] for r in groups[g] if r["key"] in keys}
-                       for g in (a, b)]
-            metrics = {k: paired_interval({s: m[k] for s, m in by_seed[0].items()},
-                                          {s: m[k] for s, m in by_seed[1].items()}) for k in METRIC_NAMES}
-            if max(p["n"] for p in metrics.values()):
+            metrics = _paired(*({_full_config(r["config"])["seed"]: r["off"] for r in groups[g] if r["key"] in keys}
+                                for g in (a, b)))
+            if metrics:
                 found.append({"a": a, "b": b, "metrics": metrics})
     return found
+
+
+def _paired(first: dict[int, dict], second: dict[int, dict]) -> dict[str, dict] | None:
+    """Per metric, first minus second over the seeds both have ({seed: metrics.json}), with its t-interval
+    (`paired_interval`); None where no seed pairs."""
+    metrics = {k: paired_interval({s: m[k] for s, m in first.items()}, {s: m[k] for s, m in second.items()})
+               for k in METRIC_NAMES}
+    return metrics if max(p["n"] for p in metrics.values()) else None
 
 
 # what two runs of one configuration may differ in and still be the same training, arithmetic aside
@@ -450,9 +456,8 @@ def across_machines(runs_dir: str | Path = "reports/runs") -> list[dict]:
         names = sorted(devices)
         for i, a in enumerate(names):
             for b in names[i + 1:]:
-                metrics = {k: paired_interval({s: m[k] for s, m in devices[b].items()},
-                                              {s: m[k] for s, m in devices[a].items()}) for k in METRIC_NAMES}
-                if max(p["n"] for p in metrics.values()):
+                metrics = _paired(devices[b], devices[a])
+                if metrics:
                     found.append({"config": json.loads(key), "a": a, "b": b, "metrics": metrics})
     return found
 
