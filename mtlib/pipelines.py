@@ -46,10 +46,9 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     start, cpu_start = time.time(), time.process_time()
     commit = git_commit()                    # the code that trains: the checkout may move on during a long run
     out = RunDir(cfg)
-    device = pick_device(cfg)
     if cfg.resume and (out.path / "metrics.json").exists():
         before, now = out.metrics()["config"], cfg.to_dict()
-        used, using = out.metrics().get("precision"), arithmetic(cfg, device)
+        used, using = out.metrics().get("precision"), arithmetic_here(cfg)
         changed = changed_keys(before, now, used, using)
         if not changed:
             print(f"[{cfg.pipeline}] {out.path} holds a finished run with these settings: loaded it "
@@ -60,6 +59,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         print(f"[{cfg.pipeline}] the finished run in {out.path} used {describe(changed, before, now, used, using)}: "
               "training again with the new settings")
     seed_everything(cfg.seed)
+    device = pick_device(cfg)
     splits = load_splits(cfg)                # validate the data before spending time on the model
     model, tokenizer = model_for(cfg, device)
     data = encode_splits(cfg, splits, tokenizer)
@@ -227,6 +227,15 @@ def changed_keys(before: dict, now: dict, used: str | None = None, using: str | 
             return used == using
         return before.get(k, defaults.get(k)) == now[k]
     return [k for k in now if k not in RESUME_IGNORES and not same(k)]
+
+
+def arithmetic_here(cfg: Config) -> str | None:
+    """What `precision` means for `cfg` on this machine (`models.arithmetic`); None where its device is not here
+    (device=cuda on a machine without a GPU: a finished run still loads, by its config)."""
+    try:
+        return arithmetic(cfg, pick_device(cfg))
+    except ValueError:
+        return None
 
 
 def describe(changed: list[str], before: dict, now: dict, used: str | None = None, using: str | None = None) -> str:

@@ -179,3 +179,13 @@ def test_a_run_never_goes_on_in_other_arithmetic_than_it_began_in(tiny_config, t
     fp32 = Config.from_dict({**tiny_config, "out_dir": str(out), "precision": "fp32"})
     torch.save({"completed": [], "rng": None, "log_bytes": 0, "current": None, "precision": "fp32"}, ckpt)
     assert resume_state(fp32, out, ckpt, "fp32")["precision"] == "fp32"   # config says auto, arithmetic agrees
+
+
+def test_the_arithmetic_here_is_unknown_for_a_device_this_machine_lacks():
+    import torch
+    from mtlib.config import Config
+    from mtlib.pipelines import arithmetic_here
+    assert arithmetic_here(Config(profile="smoke", precision="fp32", device="cpu")) == "fp32"
+    assert arithmetic_here(Config(profile="smoke", precision="bf16", device="cpu")) == "bf16-autocast"
+    if not torch.cuda.is_available():           # a GPU run's folder read on a CPU machine: decided by its config
+        assert arithmetic_here(Config(profile="smoke", device="cuda")) is None
