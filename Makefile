@@ -69,13 +69,14 @@ bench: setup  ## training/eval speed, one process, interleaved -> reports/perfor
 # the fast-path seeds of the same configuration, and paired with the one of its own seed (reports/profile.md). The best
 # configuration (dropout 0: its dropout is a no-op) with all of it off, then CS + GS (dropout 0.1) with nn.Dropout
 # alone, the fast path otherwise on: FastDropout's own parity. Where the CPU or GPU has native bf16 (the fast path's
-# bf16 autocast is on), also the best configuration with bf16 alone off, beside its fast-path runs on this machine
-# (reports/runs/fast-path/; a parity run is compared only with runs of its own device). PARITY_SEEDS="0": one seed each.
+# bf16 autocast is on), also the best configuration with bf16 alone off and with bucketing alone off, beside its
+# fast-path runs on this machine (reports/runs/fast-path/; a parity run is compared only with runs of its own device).
+# PARITY_SEEDS="0": one seed each.
 PARITY_SEEDS ?= $(SEEDS)
 PARITY_RUN := $(PY) -m mtlib run profile=$(PROFILE) progress=false resume=true
 NATIVE_BF16 := $(PY) -c "import sys; from mtlib.config import Config; from mtlib.models import pick_device, use_bf16; \
   c = Config(profile='$(PROFILE)'); sys.exit(not use_bf16(c, pick_device(c)))"
-parity: setup  ## the fast path off (best configuration), nn.Dropout (CS + GS) and, with native bf16, fp32: each seed -> profile.md
+parity: setup  ## the fast path off (best), nn.Dropout (CS + GS) and, with native bf16, fp32 and no bucketing alone: each seed -> profile.md
 	for k in $(PARITY_SEEDS); do \
 	  $(PARITY_RUN) $(BEST) precision=fp32 bucket=false dropout_impl=torch seed=$$k \
 	    out_dir=reports/runs/parity/best-fast-path-off/seed$$k || exit 1; \
@@ -87,6 +88,7 @@ parity: setup  ## the fast path off (best configuration), nn.Dropout (CS + GS) a
 	if $(NATIVE_BF16); then for k in $(PARITY_SEEDS); do \
 	  $(PARITY_RUN) $(BEST) seed=$$k out_dir=reports/runs/fast-path/best/seed$$k || exit 1; \
 	  $(PARITY_RUN) $(BEST) precision=fp32 seed=$$k out_dir=reports/runs/parity/best-fp32/seed$$k || exit 1; \
+	  $(PARITY_RUN) $(BEST) bucket=false seed=$$k out_dir=reports/runs/parity/best-no-bucketing/seed$$k || exit 1; \
 	done; fi
 	$(PY) -m mtlib profile
 
