@@ -173,9 +173,10 @@ def _planned_steps(params: dict, profile: str) -> int | None:
 
 
 def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd.DataFrame:
-    """One row per run that one seed of `make report` trains: the rungs' rows (ROWS), then 06's methods (but those
-    it loads from the rungs, SAME_RUNS) and 07's ablation rows. Measured where the row has quiet runs; else projected: a novel run as the other novel row (the
-    same stages and steps), a multitask run at the median cost per step of the measured multitask rows."""
+    """One row per run that one seed of `make report` trains: the rungs' rows (ROWS), then 06's methods (but those it
+    loads from the rungs, SAME_RUNS) and 07's ablation rows. Measured where the row has quiet runs; else projected: a
+    novel run as the other novel row (the same stages and steps), a multitask run at the median cost per step of the
+    measured multitask rows."""
     from .surgery import METHODS
     runs_dir = at_root(runs_dir)
     params = {label: p for _, p, label in PLAN}
@@ -274,10 +275,10 @@ def _full_config(config: dict) -> dict:
 
 
 def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
-    """Each run under <runs_dir>/parity/ (the fast path switched off), with the fast-path runs of the same
-    configuration on the same device (every seed, anywhere under runs_dir: another machine's numerics differ) and, per metric, the 95% prediction interval for one more
-    fast-path run: mean ± t(n-1) · sd · sqrt(1 + 1/n). The fast path keeps parity where the parity run's metric
-    lies inside it, i.e. within the seed-to-seed spread of the fast path."""
+    """Each run under <runs_dir>/parity/ (the fast path switched off), with the fast-path runs of the same configuration
+    on the same device (every seed, anywhere under runs_dir: another machine's numerics differ) and, per metric, the 95%
+    prediction interval for one more fast-path run: mean ± t(n-1) · sd · sqrt(1 + 1/n). The fast path keeps parity where
+    the parity run's metric lies inside it, i.e. within the seed-to-seed spread of the fast path."""
     import numpy as np
     from scipy import stats
     runs_dir = at_root(runs_dir)

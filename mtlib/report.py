@@ -473,7 +473,8 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
         return lines + ["Not run yet: `python -m mtlib report --execute --only 06_gradient_methods`.", ""]
     table = methods_table(runs, out).reset_index()
     lines += (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-              + ["| " + " | ".join(_cell(v) for v in r) + " |" for r in table.itertuples(index=False)] + ["", methods_conclusion(runs), ""])
+              + ["| " + " | ".join(_cell(v) for v in r) + " |" for r in table.itertuples(index=False)]
+              + ["", methods_conclusion(runs), ""])
     meta += [_run_line(f"06: {method}", seed, f"06_gradient_methods/{method}/seed{seed}", m)
              for method, by_seed in runs.items() for seed, m in by_seed.items()]
     return lines

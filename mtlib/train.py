@@ -257,8 +257,9 @@ def set_rng_state(state: dict) -> None:
 
 class Checkpointer:
     """The resume file of a run: finished stages, RNG states, the log's length, the arithmetic it trains in
-    (`models.arithmetic`: a run goes on in the precision it began in) and, mid-stage, everything the loop needs to go on (model, optimizer, samplers, PCGrad generator, epoch, step, best so far).
-    Written atomically (temp file + rename), so a kill mid-write leaves the previous one intact."""
+    (`models.arithmetic`: a run goes on in the precision it began in) and, mid-stage, everything the loop needs to go on
+    (model, optimizer, samplers, PCGrad generator, epoch, step, best so far). Written atomically (temp file + rename),
+    so a kill mid-write leaves the previous one intact."""
 
     def __init__(self, path: Path, every: int, log: JsonlLog, precision: str | None = None):
         self.path, self.every, self.log, self.precision = path, every, log, precision
