@@ -475,8 +475,9 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     lines += (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
               + ["| " + " | ".join(_cell(v) for v in r) + " |" for r in table.itertuples(index=False)]
               + ["", methods_conclusion(runs), ""])
-    meta += [_run_line(f"06: {method}", seed, f"06_gradient_methods/{method}/seed{seed}", m)
-             for method, by_seed in runs.items() for seed, m in by_seed.items()]
+    meta += [_run_line(f"06: {method}", seed, f"06_gradient_methods/{method}/seed{seed}", m)    # but the rungs' own
+             for method, by_seed in runs.items() if ("06_gradient_methods", method) not in SAME_RUNS
+             for seed, m in by_seed.items()]
     return lines
 
 

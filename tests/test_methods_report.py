@@ -66,3 +66,4 @@ def test_results_md_shows_06_from_the_runs_that_finished(tmp_path):
     assert rows[0].startswith("| method | seeds | sst_acc") and rows[2].startswith("| upgrad | 3 | 0.653 ± 0.050 |")
     assert "**Beats `sum` (95% interval above zero): upgrad.**" in section
     assert "| 06: upgrad | 2 | `06_gradient_methods/upgrad/seed2` |" in md          # the runs table
+    assert "| 06: sum |" not in md                  # 03's runs (report.SAME_RUNS): listed once, as 03's rows
