@@ -376,8 +376,8 @@ def _by_folder(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def parity_paired(rows: list[dict]) -> dict[str, dict[str, dict]]:
-    """{parity folder: {metric: paired_interval}} over the seeds of each parity configuration (its folder of
-    seed<k> runs): fast path off minus the fast-path run of the same seed, with its 95% t-interval. Pairing by
+    """{parity folder: {"pieces", "metrics": {metric: paired_interval}}} over the seeds of each parity configuration
+    (its folder of seed<k> runs) that has a fast-path run of one of its seeds: fast path off minus the fast-path run of the same seed, with its 95% t-interval. Pairing by
     seed removes the seed-to-seed spread the prediction interval must allow for, so a smaller effect shows."""
     groups = _by_folder(rows)
     found = {}
@@ -386,9 +386,9 @@ def parity_paired(rows: list[dict]) -> dict[str, dict[str, dict]]:
         for m in (m for r in runs for m in r["fast"]):     # the first fast-path run of each seed (sorted paths)
             on.setdefault(_full_config(m["config"])["seed"], m)
         off = {_full_config(r["config"])["seed"]: r["off"] for r in runs}
-        found[folder] = {"pieces": _pieces_in_effect(runs),
-                         "metrics": {k: paired_interval({s: m[k] for s, m in off.items()}, {s: m[k] for s, m in on.items()})
-                                     for k in METRIC_NAMES}}
+        metrics = _paired(off, on)
+        if metrics:                           # else no fast-path run of any of its seeds: nothing to pair with
+            found[folder] = {"pieces": _pieces_in_effect(runs), "metrics": metrics}
     return found
 
 
@@ -502,8 +502,6 @@ def _paired_markdown(rows: list[dict]) -> list[str]:
     for folder, found in parity_paired(rows).items():
         metrics, pieces = found["metrics"], found["pieces"]
         n = max(p["n"] for p in metrics.values())
-        if n == 0:                              # no fast-path run of any of its seeds: nothing to pair with
-            continue
         lines += [f"### `{folder}`, paired by seed (n = {n})", "",
                   "This run (pieces off) minus the fast path, the same seed: mean and 95% t-interval (n − 1 degrees of freedom); the "
                   "fast path changes a metric where the interval excludes zero. What differs in effect between the two "
