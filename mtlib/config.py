@@ -92,6 +92,7 @@ class Config:
     precision: str = "auto"                # auto = bf16 autocast where the hardware supports it
     bucket: bool = True                    # length-bucketed training batches (less padding)
     bucket_pool: int = 64                  # bucketing window: batches whose rows are sorted by length together
+    bucket_tasks: str = "sst,para,sts"     # the tasks whose training batches are bucketed (with bucket=true)
     dropout_impl: str = "fast"             # fast: 15-bit-mask dropout on CPU (models.FastDropout); torch: nn.Dropout
     checkpoint_every: int = 250            # steps between resume checkpoints (and at every epoch end); 0: epochs only
     resume: bool = False                   # go on from the resume checkpoint in out_dir
@@ -146,6 +147,11 @@ class Config:
                 raise ConfigError(f"{name}={getattr(self, name)} is not valid; use a number of epochs, or 0 to skip the stage")
         if self.bucket_pool < 1:
             raise ConfigError(f"bucket_pool={self.bucket_pool} is not valid; use a number of batches >= 1 (1 groups nothing)")
+        names = [t.strip() for t in self.bucket_tasks.split(",")]
+        if not all(t in ("sst", "para", "sts") for t in names):
+            raise ConfigError(f"bucket_tasks={self.bucket_tasks!r} is not valid; give a comma-separated subset of "
+                              "sst, para, sts (bucket=false buckets none)")
+        self.bucket_tasks = ",".join(t for t in ("sst", "para", "sts") if t in names)    # one spelling per set
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every} is not valid; use a step count, or 0")
         for name in ("steps_per_epoch", "max_train", "max_eval"):
@@ -162,6 +168,10 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; valid names: {', '.join(sorted(known))}")
         return cls(**values)
+
+    def bucketed(self, task: str) -> bool:
+        """Whether `task`'s training batches are length-bucketed."""
+        return self.bucket and task in self.bucket_tasks.split(",")
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)

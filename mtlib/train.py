@@ -219,7 +219,7 @@ def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]],
     floor, i.e. how similar two gradients of one task are when only the batch differs."""
     model.train()
     shared = model.shared_parameters()
-    samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [seed, 1000 + i], bucket=cfg.bucket, pool=cfg.bucket_pool)
+    samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [seed, 1000 + i], bucket=cfg.bucketed(t), pool=cfg.bucket_pool)
                 for i, t in enumerate(data)}
     grads: dict[tuple[int, str], torch.Tensor] = {}
     for r in range(n_batches):
@@ -296,7 +296,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     # (one task's gradient is its own update, so a single-task stage backpropagates straight into .grad)
     grads = TaskGrads.for_model(model, len(tasks)) if len(tasks) > 1 and not stage.freeze_encoder else None
     generator = torch.Generator().manual_seed(cfg.seed)
-    samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [cfg.seed, i], bucket=cfg.bucket, pool=cfg.bucket_pool)
+    samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [cfg.seed, i], bucket=cfg.bucketed(t), pool=cfg.bucket_pool)
                 for i, t in enumerate(tasks)}
     steps = math.ceil(max(len(data[t]["train"]) for t in tasks) / cfg.batch_size)
     if cfg.steps_per_epoch:
