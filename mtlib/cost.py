@@ -260,7 +260,7 @@ def _compute_share(run_dir: Path) -> float:
 
 
 # ------------------------------------------------------------------ the fast path's parity
-FAST_PATH = {"precision": "auto", "bucket": True, "bucket_pool": 64, "dropout_impl": "fast"}
+FAST_PATH = {"precision": "auto", "bucket": True, "bucket_pool": 64, "bucket_tasks": "sst,para,sts", "dropout_impl": "fast"}
 # what may differ between a parity run and the runs it is compared with: the fast path, and where a run lies
 NOT_COMPARED = (*FAST_PATH, "seed", "out_dir", "resume", "progress", "device", "data_dir", "eval_batch_size")
 METRIC_NAMES = {"sst_acc": "SST acc", "para_acc": "Quora acc", "sts_pearson": "STS r", "overall": "overall"}
@@ -404,6 +404,9 @@ def _pieces_in_effect(runs: list[dict]) -> list[str]:
     elif any(c["bucket_pool"] != FAST_PATH["bucket_pool"] for c in configs):
         pieces.append(f"the bucketing window ({', '.join(sorted({str(c['bucket_pool']) for c in configs}))} batches "
                       f"against {FAST_PATH['bucket_pool']})")
+    if any(c["bucket"] and c["bucket_tasks"] != FAST_PATH["bucket_tasks"] for c in configs):
+        left = {t for c in configs for t in FAST_PATH["bucket_tasks"].split(",") if t not in c["bucket_tasks"].split(",")}
+        pieces.append(f"bucketing of {', '.join(t for t in ('sst', 'para', 'sts') if t in left)}")
     if any(c["dropout_impl"] != FAST_PATH["dropout_impl"] and c["dropout"] > 0 for c in configs):
         pieces.append("FastDropout")
     return pieces

@@ -46,6 +46,16 @@ def test_invalid_values(kw):
         Config(profile="cpu", **kw)
 
 
+def test_bucket_tasks_names_tasks_and_is_spelled_one_way():
+    assert Config(profile="cpu", bucket_tasks=" sts,sst").bucket_tasks == "sst,sts"
+    cfg = Config(profile="cpu", bucket_tasks="sst,para")
+    assert [cfg.bucketed(t) for t in ("sst", "para", "sts")] == [True, True, False]
+    assert not Config(profile="cpu", bucket=False).bucketed("sst")
+    for bad in ("sst,quora", ""):
+        with pytest.raises(ConfigError, match="subset of sst, para, sts"):
+            Config(profile="cpu", bucket_tasks=bad)
+
+
 def test_combine_options_are_validated_for_the_chosen_method():
     assert Config(profile="cpu", combine="cagrad", combine_options="c=0.2").combine_options == "c=0.2"
     assert Config.from_dict({"profile": "cpu", "combine": "mgda", "combine_options": "max_iters=50"}).combine == "mgda"

@@ -165,6 +165,8 @@ def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
     (dict(dropout_impl="torch"), 0.0, ("fp32", "fp32"), []),                  # nn.Dropout at p=0: nothing differs
     (dict(precision="fp32", bucket=False), 0.0, ("bf16-autocast", "fp32"), ["bf16 autocast", "length bucketing"]),
     (dict(bucket_pool=8), 0.0, ("fp32", "fp32"), ["the bucketing window (8 batches against 64)"]),
+    (dict(bucket_tasks="sst,para"), 0.0, ("fp32", "fp32"), ["bucketing of sts"]),
+    (dict(bucket=False, bucket_tasks="sst,para"), 0.0, ("fp32", "fp32"), ["length bucketing"]),   # none bucketed
 ])
 def test_parity_names_the_pieces_that_change_training(off, dropout, precisions, expected):
     fast_precision, off_precision = precisions

@@ -270,3 +270,17 @@ def test_merge_grid_names_what_it_needs_when_the_run_is_not_novel(tiny_config):
     run(tiny_config, pipeline="multitask", epochs=1)
     with pytest.raises(FileNotFoundError, match="single_sst.safetensors.*Run pipeline=novel"):
         merge_grid(tiny_config["out_dir"])
+
+
+def test_bucket_tasks_chooses_which_samplers_bucket(tiny_config, monkeypatch):
+    import mtlib.train as train_module
+    made = []
+
+    class Recording(train_module.TaskSampler):
+        def __init__(self, enc, batch_size, seed, bucket=True, pool=64):
+            made.append(bucket)
+            super().__init__(enc, batch_size, seed, bucket=bucket, pool=pool)
+
+    monkeypatch.setattr(train_module, "TaskSampler", Recording)
+    run(tiny_config, bucket_tasks="sst,para", epochs=1)
+    assert made == [True, True, False]                       # one sampler per task, in TASKS order: sst, para, sts
