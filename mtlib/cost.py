@@ -412,12 +412,20 @@ def _pieces_in_effect(runs: list[dict]) -> list[str]:
     return pieces
 
 
+def _bucketing_only(runs: list[dict]) -> bool:
+    """Whether every piece a parity folder switches off in effect is a way of bucketing (`_pieces_in_effect`)."""
+    pieces = _pieces_in_effect(runs)
+    return bool(pieces) and all(p.startswith(("length bucketing", "the bucketing window", "bucketing of")) for p in pieces)
+
+
 def parity_between(rows: list[dict]) -> list[dict]:
-    """Two parity configurations of the same training configuration that switch off different pieces (e.g. a
-    smaller bucketing window against no bucketing at all), paired by seed: [{"a", "b", "metrics"}], a - b."""
+    """Two parity configurations of the same training configuration that bucket differently and change nothing else
+    in effect (e.g. a smaller bucketing window against no bucketing at all), paired by seed: [{"a", "b",
+    "metrics"}], a - b. Folders that also differ in another piece (fp32 against a smaller window) answer no one
+    question, and are not paired."""
     groups = _by_folder(rows)
     found = []
-    names = sorted(groups)
+    names = sorted(g for g in groups if _bucketing_only(groups[g]))
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             keys = {r["key"] for r in groups[a]} & {r["key"] for r in groups[b]}   # same config, same device

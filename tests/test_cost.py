@@ -158,6 +158,14 @@ def test_parity_pairs_each_seed_with_the_fast_path_run_of_that_seed(tmp_path):
     assert all(m["device"] == "cpu: test" for m in rows["best-pool8/seed0"]["fast"])
     assert len(rows["best-pool8/seed0"]["fast"]) == 3
     assert len(cost.parity_between(list(rows.values()))) == 1                  # best-fp32 pairs with no other folder
+    # STS alone left unbucketed: another way of bucketing, so it pairs with both; fp32 (bf16 off) with neither
+    for seed in range(3):
+        fake_run(tmp_path / f"parity/best-sts-unbucketed/seed{seed}", config={**cfg, "bucket_tasks": "sst,para", "seed": seed})
+    fake_run(tmp_path / "parity/best-fp32-only/seed0", device=xeon, config={**cfg, "precision": "fp32", "seed": 0})
+    rows = cost.parity(tmp_path)
+    pairs = {(Path(p["a"]).name, Path(p["b"]).name) for p in cost.parity_between(rows)}
+    assert pairs == {("best-fast-path-off", "best-pool8"), ("best-fast-path-off", "best-sts-unbucketed"),
+                     ("best-pool8", "best-sts-unbucketed")}
 
 
 @pytest.mark.parametrize("off,dropout,precisions,expected", [
