@@ -13,6 +13,9 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 PROFILE ?= cpu
 SEEDS ?= 0 1 2
+# where make report writes notebooks/, runs/, figures/ and results.md: another machine's runs go to a folder of their
+# own (e.g. REPORTS=reports/xeon), since no row or claim mixes devices
+REPORTS ?= reports
 # pytest-xdist workers for make test, one torch thread each (conftest.py); --dist loadfile keeps a notebook's cells in
 # one kernel. 0 runs the suite in this process, as plain `pytest --nbval-lax` does.
 TEST_WORKERS ?= 2
@@ -53,7 +56,7 @@ lab: setup  ## JupyterLab at the repository root: the project's kernel, data fol
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 report: setup  ## every notebook for every seed (SEEDS="0 1 2") with papermill, then reports/results.md; resumes
-	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS)
+	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS) --reports $(REPORTS)
 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
 	$(PY) -m mtlib sweep
@@ -69,7 +72,8 @@ bench: setup  ## training/eval speed, one process, interleaved -> reports/perfor
 # the fast-path seeds of the same configuration, and paired with the one of its own seed (reports/profile.md). The best
 # configuration (dropout 0: its dropout is a no-op) with all of it off, then CS + GS (dropout 0.1) with nn.Dropout
 # alone, the fast path otherwise on: FastDropout's own parity. Where the CPU or GPU has native bf16 (the fast path's
-# bf16 autocast is on), also the best configuration with bf16 alone off and with bucketing alone off, beside its
+# bf16 autocast is on), also the best configuration with bf16 alone off, with bucketing alone off and with STS's
+# batches alone unbucketed (bucket_tasks=sst,para: where bucketing's STS cost lies), beside its
 # fast-path runs on this machine (reports/runs/fast-path/; a parity run is compared only with runs of its own device).
 # PARITY_SEEDS="0": one seed each.
 PARITY_SEEDS ?= $(SEEDS)
@@ -89,6 +93,7 @@ parity: setup  ## the fast path off (best), nn.Dropout (CS + GS) and, with nativ
 	  $(PARITY_RUN) $(BEST) seed=$$k out_dir=reports/runs/fast-path/best/seed$$k || exit 1; \
 	  $(PARITY_RUN) $(BEST) precision=fp32 seed=$$k out_dir=reports/runs/parity/best-fp32/seed$$k || exit 1; \
 	  $(PARITY_RUN) $(BEST) bucket=false seed=$$k out_dir=reports/runs/parity/best-no-bucketing/seed$$k || exit 1; \
+	  $(PARITY_RUN) $(BEST) bucket_tasks=sst,para seed=$$k out_dir=reports/runs/parity/best-sts-unbucketed/seed$$k || exit 1; \
 	done; fi
 	$(PY) -m mtlib profile
 

@@ -617,12 +617,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", default=None, help="smoke, cpu or paper (default: $MTLIB_PROFILE, else auto)")
     ap.add_argument("--only", nargs="*", help="run labels to execute (default: all)")
     ap.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), help="seeds to run (default: 0 1 2)")
-    ap.add_argument("--reports", default="reports", help="where --execute writes notebooks/, runs/, figures/")
+    ap.add_argument("--reports", default="reports", help="where --execute writes notebooks/, runs/, figures/ (another "
+                    "machine's runs: a folder of their own, e.g. reports/xeon)")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="Config fields for every notebook, e.g. --set precision=fp32 encoder=bert-base-uncased")
-    ap.add_argument("--runs", default="reports/runs")
-    ap.add_argument("--out", default="reports/results.md")
+    ap.add_argument("--runs", default=None, help="the runs results.md is computed from (default: <reports>/runs)")
+    ap.add_argument("--out", default=None, help="the results file (default: <reports>/results.md)")
     args = ap.parse_args(argv)
+    args.runs = args.runs or f"{args.reports}/runs"
+    args.out = args.out or f"{args.reports}/results.md"
     if args.execute:
         wall = execute(args.profile, args.only, args.reports, tuple(args.seeds), parse_params(args.set))
         print(f"notebooks executed in {wall / 60:.1f} min")

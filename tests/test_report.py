@@ -119,6 +119,19 @@ def test_execute_sets_config_fields_for_every_notebook_and_rejects_what_a_rung_o
     assert len(calls) == 2
 
 
+def test_reports_folder_of_another_machine_gets_its_own_results(tmp_path):
+    """--reports names the folder the results come from and go to, so another device's runs never reach
+    reports/results.md (nor its rows the other folder's)."""
+    xeon = tmp_path / "reports/xeon"
+    fake_run(xeon / "runs/01_baseline/seed0/baseline", sst_acc=0.41)
+    fake_run(tmp_path / "reports/runs/01_baseline/seed0/baseline", sst_acc=0.47)
+    report.main(["--reports", str(xeon)])
+    text = (xeon / "results.md").read_text()
+    assert f"`python -m mtlib report --runs {xeon}/runs --out {xeon}/results.md`" in text
+    assert "| Baseline | 0.410 |" in text and "0.470" not in text
+    assert not (tmp_path / "reports/results.md").exists()
+
+
 def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):
     """07's ablation table reaches results.md run by run (the notebook's own copy only once every run is done)."""
     assert "Not run yet" in report.results_markdown(tmp_path)
