@@ -10,7 +10,7 @@ USAGE = """usage:
   python -m mtlib download [--dest DIR] [--force]
   python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--seeds K ...] [--set NAME=VALUE ...]
                        [--reports DIR]] [--runs DIR] [--out FILE]
-  python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md)
+  python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md; RUN_DIRs: printed)
   python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)
   python -m mtlib merges RUN_DIR ...      (a novel run's single-task models merged each way, on dev -> RUN_DIR/merges.json)"""
 
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             for path in download(dest, force=args.force):
                 print(path)
         elif command == "profile":
-            from .cost import write_profile
+            from .cost import profile_markdown, write_profile
             from .report import ReportError
-            try:
-                print(write_profile(rest))
+            try:       # given runs: their tables alone, printed, so that the committed profile.md is left whole
+                print(profile_markdown(rest) if rest else write_profile())
             except ReportError as err:
                 print(f"mtlib: error: {err}", file=sys.stderr)
                 return 2

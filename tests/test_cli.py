@@ -103,3 +103,13 @@ def test_make_run_trains_07_beyond_best_configuration():
     knobs = {"pipeline", "combine", "sts_head", "para_head", "sts_loss", "schedule", "warmup", "merge", "dropout"}
     missing = knobs - set(best) - ({"merge"} if best.get("pipeline") != "novel" else set())
     assert not missing, f"Makefile BEST leaves {', '.join(sorted(missing))} to the defaults; 07_beyond sets them"
+
+
+def test_profile_of_one_run_prints_it_and_leaves_profile_md_alone(tiny_config, cli, monkeypatch):
+    from mtlib import cost
+    from mtlib.pipelines import run
+    run(tiny_config)
+    written = []
+    monkeypatch.setattr(cost, "write_profile", lambda *a, **k: written.append(a))
+    r = cli("profile", tiny_config["out_dir"])
+    assert r.returncode == 0 and "| whole run |" in r.stdout and "Share of the run's" in r.stdout and not written
