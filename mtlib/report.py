@@ -62,6 +62,7 @@ AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_method
 # (resume=true), and trains it again otherwise, so a copy never stands in for a different run.
 SAME_RUNS = {("06_gradient_methods", "sum"): ("03_cosine_similarity", "cs"),
              ("06_gradient_methods", "pcgrad"): ("04_cs_gs", "cs_gs")}
+RUNG_TABLES = ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)"))
 # results.md rows: (table, row name, run label, run folder inside <label>/seed<k>/)
 ROWS = (
     (1, "Baseline", "01_baseline", "baseline"),
@@ -296,7 +297,11 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
         lines += [f"Read every row against the majority class on dev: always answering the most common training "
                   f"label scores SST {majority['sst_acc']:.3f} and Quora {majority['para_acc']:.3f}.", ""]
     meta = []
-    for table, title in ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)")):
+    rungs = any(rows.values())        # a folder of another machine's runs may hold 06 or 07 alone
+    if not rungs:
+        lines += ["No run of the report's rungs (01-05) in this folder, so neither their tables nor the claims: "
+                  f"`python -m mtlib report --execute --reports {Path(runs_dir).parent.as_posix()}` trains them.", ""]
+    for table, title in (RUNG_TABLES if rungs else ()):
         lines += [f"## {title}", "",
                   "| model | SST acc | Quora acc | STS r | overall | n | report SST | report Quora | report STS "
                   "| report overall | wall (min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -314,17 +319,8 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
         lines.append("")
     lines += (merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
               + pcgrad_seeds_markdown(runs_dir))
-    claims = claims_table(rows)
-    lines += ["## The report's claims, tested", "",
-              "Each claim is a paired difference over the seeds both rows share (same seed: same data order and "
-              "initial heads), with its mean and a 95% t-interval (n − 1 degrees of freedom). **holds**: the interval "
-              "excludes zero on the claimed side; **reversed**: it excludes zero on the other side; **not resolved**: "
-              "it contains zero (or n < 2).", "",
-              "| claim | metric | difference | n | mean | 95% interval | verdict |", "|---|---|---|---|---|---|---|"]
-    for r in claims.itertuples():
-        ci = "" if math.isnan(r.lo) else f"[{r.lo:+.3f}, {r.hi:+.3f}]"
-        mean = "" if math.isnan(r.mean) else f"{r.mean:+.3f}"
-        lines.append(f"| {r.claim} | {r.metric} | {r.difference} | {r.n} | {mean} | {ci} | {r.verdict} |")
+    if rungs:
+        lines += claims_markdown(claims_table(rows))
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
               "| epochs × steps | mtlib commit | wall (min) | CPU use | finished |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
@@ -346,6 +342,21 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
               "- The report's tables label the Quora column 'Correl' and STS 'Acc'; the metrics are Quora accuracy "
               "and STS Pearson r, as here.", ""]
     return "\n".join(lines)
+
+
+def claims_markdown(claims: pd.DataFrame) -> list[str]:
+    """results.md's claims table: each claim's paired difference, interval and verdict."""
+    lines = ["## The report's claims, tested", "",
+             "Each claim is a paired difference over the seeds both rows share (same seed: same data order and "
+             "initial heads), with its mean and a 95% t-interval (n − 1 degrees of freedom). **holds**: the interval "
+             "excludes zero on the claimed side; **reversed**: it excludes zero on the other side; **not resolved**: "
+             "it contains zero (or n < 2).", "",
+             "| claim | metric | difference | n | mean | 95% interval | verdict |", "|---|---|---|---|---|---|---|"]
+    for r in claims.itertuples():
+        ci = "" if math.isnan(r.lo) else f"[{r.lo:+.3f}, {r.hi:+.3f}]"
+        mean = "" if math.isnan(r.mean) else f"{r.mean:+.3f}"
+        lines.append(f"| {r.claim} | {r.metric} | {r.difference} | {r.n} | {mean} | {ci} | {r.verdict} |")
+    return lines
 
 
 def merges_markdown(runs_dir: str | Path) -> list[str]:

@@ -130,6 +130,12 @@ def test_reports_folder_of_another_machine_gets_its_own_results(tmp_path):
     assert f"`python -m mtlib report --runs {xeon}/runs --out {xeon}/results.md`" in text
     assert "| Baseline | 0.410 |" in text and "0.470" not in text
     assert not (tmp_path / "reports/results.md").exists()
+    # a folder without rung runs (another machine's 06 alone): no empty rung tables or claims, one line that says why
+    (tmp_path / "reports/other/runs").mkdir(parents=True)
+    text = report.results_markdown(tmp_path / "reports/other/runs", tmp_path / "reports/other/results.md")
+    assert "No run of the report's rungs" in text and "## Multitask fine-tuning" not in text
+    assert "claims, tested" not in text and "## Caveats" in text
+    assert "## Multitask fine-tuning" in report.results_markdown(xeon / "runs", xeon / "results.md")
 
 
 def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):
