@@ -473,9 +473,16 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     out = at_root(runs_dir) / "06_gradient_methods"
     seeds = sorted({int(p.name[4:]) for p in out.glob("*/seed*") if p.name[4:].isdigit()})
     runs = method_runs(out, METHODS, seeds)
+
+    def copied(method: str, seed: int) -> bool:      # a rung's run of this folder stands for it (SAME_RUNS)
+        label, sub = SAME_RUNS.get(("06_gradient_methods", method), (None, None))
+        return bool(label) and (at_root(runs_dir) / label / f"seed{seed}" / sub / "metrics.json").exists()
+    copies = any(copied(m, k) for m, by_seed in runs.items() for k in by_seed)
     lines = ["## Every gradient-combination method (06_gradient_methods)", "",
-             "The CS + GS rung (cosine STS head, multitask, dropout 0.1) trained with each `combine` method; `sum` and "
-             "`pcgrad` are 03's and 04's runs (the same config). Dev metrics are mean ± std over the seeds that "
+             "The CS + GS rung (cosine STS head, multitask, dropout 0.1) trained with each `combine` method; "
+             + ("`sum` and `pcgrad` are 03's and 04's runs (the same config). " if copies else
+                "every method, `sum` and `pcgrad` too, trained for 06 in this folder. ") +
+             "Dev metrics are mean ± std over the seeds that "
              "finished; step cost is the median step time of separate runs over `sum`'s (section 6 of "
              "`reports/performance.md` has the interleaved cost on identical batches); median cos is the median "
              "pairwise cosine of the raw task gradients over every step, conflicts / step the mean number of pairs "
@@ -487,8 +494,7 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
               + ["| " + " | ".join(_cell(v) for v in r) + " |" for r in table.itertuples(index=False)]
               + ["", methods_conclusion(runs), ""])
     meta += [_run_line(f"06: {method}", seed, f"06_gradient_methods/{method}/seed{seed}", m)    # but the rungs' own
-             for method, by_seed in runs.items() if ("06_gradient_methods", method) not in SAME_RUNS
-             for seed, m in by_seed.items()]
+             for method, by_seed in runs.items() for seed, m in by_seed.items() if not copied(method, seed)]
     return lines
 
 

@@ -66,4 +66,9 @@ def test_results_md_shows_06_from_the_runs_that_finished(tmp_path):
     assert rows[0].startswith("| method | seeds | sst_acc") and rows[2].startswith("| upgrad | 3 | 0.653 ± 0.050 |")
     assert "**Beats `sum` (95% interval above zero): upgrad.**" in section
     assert "| 06: upgrad | 2 | `06_gradient_methods/upgrad/seed2` |" in md          # the runs table
-    assert "| 06: sum |" not in md                  # 03's runs (report.SAME_RUNS): listed once, as 03's rows
+    # no rung runs here (another machine's folder): sum was trained for 06, and is listed as 06's
+    assert "| 06: sum | 0 |" in md and "`pcgrad` too, trained for 06 in this folder" in md
+    for seed in range(3):                           # 03's runs (report.SAME_RUNS), copied: listed once, as 03's rows
+        fake_run(tmp_path / "03_cosine_similarity" / f"seed{seed}" / "cs")
+    md = report.results_markdown(tmp_path)
+    assert "| 06: sum |" not in md and "`sum` and `pcgrad` are 03's and 04's runs" in md
