@@ -846,6 +846,8 @@ def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum",
             winners.append(method)
         lines.append(f"- **{method}** {verdict} {reference}: {metric} difference {ci['mean']:+.3f}, 95% interval "
                      f"[{ci['low']:+.3f}, {ci['high']:+.3f}] (paired over {ci['n']} seeds).")
+    if not lines:
+        return f"- Only `{reference}` has runs so far: nothing to compare with it."
     if winners:
         summary = f"**Beats `{reference}` (95% interval above zero): {', '.join(winners)}.**"
     elif unresolved and len(unresolved) == len(lines):

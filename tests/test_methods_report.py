@@ -29,6 +29,7 @@ def test_conclusion_with_one_seed_is_not_resolved():
     text = report.methods_conclusion(_runs({"sum": [0.5], "upgrad": [0.9]}))
     assert text.startswith("**Not resolved (n=1)") and "not resolved (n=1)" in text
     assert "No method beats" in report.methods_conclusion(_runs({"sum": [0.5, 0.6], "upgrad": [0.5, 0.6]}))
+    assert report.methods_conclusion(_runs({"sum": [0.5, 0.6]})).startswith("- Only `sum` has runs so far")
 
 
 def test_methods_table_reads_metrics_and_telemetry(tmp_path):
