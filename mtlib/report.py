@@ -483,7 +483,8 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
              + ("`sum` and `pcgrad` are 03's and 04's runs (the same config). " if copies else
                 "every method, `sum` and `pcgrad` too, trained for 06 in this folder. ") +
              "Dev metrics are mean ± std over the seeds that "
-             "finished; step cost is the median step time of separate runs over `sum`'s (section 6 of "
+             "finished; step cost is the median step time of separate runs over `sum`'s (runs that shared the machine "
+             "left out where a method has others; section 6 of "
              "`reports/performance.md` has the interleaved cost on identical batches); median cos is the median "
              "pairwise cosine of the raw task gradients over every step, conflicts / step the mean number of pairs "
              "with a negative cosine.", ""]
@@ -800,16 +801,21 @@ def method_telemetry(out_dir: str | Path, stage: str = "multitask") -> dict:
 
 def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: str = "sum") -> pd.DataFrame:
     """One row per method: dev metrics mean ± std over seeds, step cost relative to `reference` (median step_s,
-    separate runs, not interleaved: see performance.md for the interleaved cost), median pairwise gradient
-    cosine and conflicts per step (means over seeds)."""
-    tele = {m: [method_telemetry(Path(out) / m / f"seed{s}") for s in by_seed] for m, by_seed in runs.items()}
-    ref_step = pd.Series([t["step_s"] for t in tele.get(reference, [])], dtype=float).mean()
+    separate runs, not interleaved: see performance.md for the interleaved cost; from the runs that had the
+    machine to themselves where a method has any, as `wall_text`), median pairwise gradient cosine and conflicts
+    per step (means over seeds)."""
+    tele = {m: {s: method_telemetry(Path(out) / m / f"seed{s}") for s in by_seed} for m, by_seed in runs.items()}
+
+    def step_s(method: str) -> float:
+        alone = [s for s, m in runs.get(method, {}).items() if not _shared(m)] or list(runs.get(method, {}))
+        return pd.Series([tele[method][s]["step_s"] for s in alone], dtype=float).mean()
+    ref_step = step_s(reference)
     rows = []
     for method, by_seed in runs.items():
         row = {"method": method, "seeds": len(by_seed)}
         row.update({k: _mean_std([m[k] for m in by_seed.values()]) for k in METRICS})
-        t = pd.DataFrame(tele[method]).mean()
-        row["step cost (× sum)"] = round(t["step_s"] / ref_step, 3) if pd.notna(ref_step) else None
+        t = pd.DataFrame(list(tele[method].values())).mean()
+        row["step cost (× sum)"] = round(step_s(method) / ref_step, 3) if pd.notna(ref_step) else None
         row["median cos"] = round(t["median cos"], 3)
         row["conflicts / step"] = round(t["conflicts / step"], 2)
         rows.append(row)

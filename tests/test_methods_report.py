@@ -37,15 +37,19 @@ def test_methods_table_reads_metrics_and_telemetry(tmp_path):
         for seed, overall in enumerate((0.5, 0.7)):
             d = tmp_path / method / f"seed{seed}"
             d.mkdir(parents=True)
+            shared = method == "sum" and seed == 1        # beside other work (CPU use 50%): twice as slow a step
             (d / "metrics.json").write_text(json.dumps({"sst_acc": 0.4, "para_acc": 0.6, "sts_pearson": 0.5,
-                                                        "overall": overall}))
-            steps = [{"type": "step", "stage": "multitask", "step": i, "step_s": step_s, "conflicts": i % 2,
+                                                        "overall": overall, "device": "cpu: test", "wall_s": 60.0,
+                                                        "cpu_s": 60.0 if shared else 118.0, "threads": 2}))
+            steps = [{"type": "step", "stage": "multitask", "step": i, "step_s": step_s * (2 if shared else 1),
+                      "conflicts": i % 2,
                       "cos_sst_para": cos, "cos_sst_sts": cos, "cos_para_sts": 1.0} for i in range(4)]
             (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in steps) + "\n")
     runs = report.method_runs(tmp_path, ["sum", "cagrad", "upgrad"], [0, 1])
     assert set(runs) == {"sum", "cagrad"} and set(runs["sum"]) == {0, 1}
     table = report.methods_table(runs, tmp_path)
     assert table.loc["cagrad", "overall"] == "0.600 ± 0.141" and table.loc["cagrad", "seeds"] == 2
+    # step cost from the runs that had the machine to themselves: sum's shared seed 1 is left out
     assert table.loc["cagrad", "step cost (× sum)"] == 1.5 and table.loc["sum", "step cost (× sum)"] == 1.0
     assert table.loc["cagrad", "median cos"] == -0.2 and table.loc["cagrad", "conflicts / step"] == 0.5
 
