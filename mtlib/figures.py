@@ -245,7 +245,7 @@ def plot_methods(runs: dict[str, dict[int, dict]], table: pd.DataFrame, figures_
     ax_cost.barh(methods, cost, color="gray")
     ax_cost.axvline(1.0, color="black", lw=0.7)
     ax_cost.invert_yaxis()
-    ax_cost.set(title="step time / sum (median step_s)", xlabel="× sum")
+    ax_cost.set(title="step cost / sum (per forward + backward)", xlabel="× sum")
     fig.tight_layout()
     _save(fig, figures_dir, name)
     return fig

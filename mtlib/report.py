@@ -483,8 +483,9 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
              + ("`sum` and `pcgrad` are 03's and 04's runs (the same config). " if copies else
                 "every method, `sum` and `pcgrad` too, trained for 06 in this folder. ") +
              "Dev metrics are mean ± std over the seeds that "
-             "finished; step cost is the median step time of separate runs over `sum`'s (runs that shared the machine "
-             "left out where a method has others; section 6 of "
+             "finished; step cost is a run's median step time over its own forward + backward time (the work every "
+             "method does alike, so that the machine's speed, which drifts between separate runs, cancels), over "
+             "`sum`'s (runs that shared the machine left out where a method has others; section 6 of "
              "`reports/performance.md` has the interleaved cost on identical batches); median cos is the median "
              "pairwise cosine of the raw task gradients over every step, conflicts / step the mean number of pairs "
              "with a negative cosine.", ""]
@@ -791,24 +792,29 @@ def method_runs(out: str | Path, methods, seeds) -> dict[str, dict[int, dict]]:
 
 
 def method_telemetry(out_dir: str | Path, stage: str = "multitask") -> dict:
-    """Median step time, median pairwise cosine of the raw task gradients (all pairs, all steps) and mean
-    conflicting pairs per step, from a run's metrics.jsonl."""
+    """Median step time, the median step time over the step's own forward + backward time (`per_fb`: the work
+    every method shares, so the machine's speed cancels), median pairwise cosine of the raw task gradients (all
+    pairs, all steps) and mean conflicting pairs per step, from a run's metrics.jsonl."""
     s = steps(out_dir, stage)
     cosines = s[[f"cos_{a}_{b}" for a, b in TASK_PAIRS if f"cos_{a}_{b}" in s]].to_numpy().ravel()
-    return {"step_s": float(s["step_s"].median()), "median cos": float(pd.Series(cosines).median()),
-            "conflicts / step": float(s["conflicts"].mean())}
+    per_fb = (s["step_s"] / (s["t_forward"] + s["t_backward"])).median() if "t_forward" in s else float("nan")
+    return {"step_s": float(s["step_s"].median()), "per_fb": float(per_fb),
+            "median cos": float(pd.Series(cosines).median()), "conflicts / step": float(s["conflicts"].mean())}
 
 
 def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: str = "sum") -> pd.DataFrame:
-    """One row per method: dev metrics mean ± std over seeds, step cost relative to `reference` (median step_s,
-    separate runs, not interleaved: see performance.md for the interleaved cost; from the runs that had the
-    machine to themselves where a method has any, as `wall_text`), median pairwise gradient cosine and conflicts
-    per step (means over seeds)."""
+    """One row per method: dev metrics mean ± std over seeds, step cost relative to `reference`, median pairwise
+    gradient cosine and conflicts per step (means over seeds). Step cost comes from separate runs, not interleaved
+    (performance.md has the interleaved cost on identical batches), and a 2-core machine's speed drifts between
+    runs by more than any method costs (forward times alone differ by a quarter): so each step is timed against
+    its own forward + backward, which every method does alike (`method_telemetry`'s per_fb; median step_s where a
+    run predates the phase timings), from the runs that had the machine to themselves where there are any."""
     tele = {m: {s: method_telemetry(Path(out) / m / f"seed{s}") for s in by_seed} for m, by_seed in runs.items()}
+    key = "per_fb" if all(not math.isnan(t["per_fb"]) for ts in tele.values() for t in ts.values()) else "step_s"
 
     def step_s(method: str) -> float:
         alone = [s for s, m in runs.get(method, {}).items() if not _shared(m)] or list(runs.get(method, {}))
-        return pd.Series([tele[method][s]["step_s"] for s in alone], dtype=float).mean()
+        return pd.Series([tele[method][s][key] for s in alone], dtype=float).mean()
     ref_step = step_s(reference)
     rows = []
     for method, by_seed in runs.items():

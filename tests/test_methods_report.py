@@ -77,3 +77,17 @@ def test_results_md_shows_06_from_the_runs_that_finished(tmp_path):
         fake_run(tmp_path / "03_cosine_similarity" / f"seed{seed}" / "cs")
     md = report.results_markdown(tmp_path)
     assert "| 06: sum |" not in md and "`sum` and `pcgrad` are 03's and 04's runs" in md
+
+
+def test_step_cost_is_timed_against_each_runs_own_forward_and_backward(tmp_path):
+    """A run on a machine twice as slow costs what it costs elsewhere; extra surgery time shows."""
+    for method, (step, fwd) in {"sum": (0.6, 0.25), "cagrad": (1.2, 0.5), "mgda": (0.7, 0.25)}.items():
+        d = tmp_path / method / "seed0"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"sst_acc": 0.4, "para_acc": 0.6, "sts_pearson": 0.5, "overall": 0.5}))
+        steps = [{"type": "step", "stage": "multitask", "step": i, "step_s": step, "t_forward": fwd, "t_backward": fwd,
+                  "conflicts": 0, "cos_sst_para": 0.0, "cos_sst_sts": 0.0, "cos_para_sts": 0.0} for i in range(3)]
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in steps) + "\n")
+    table = report.methods_table(report.method_runs(tmp_path, ["sum", "cagrad", "mgda"], [0]), tmp_path)
+    assert table.loc["cagrad", "step cost (× sum)"] == 1.0                 # twice the step time, twice the forward
+    assert table.loc["mgda", "step cost (× sum)"] == pytest.approx(1.167, abs=1e-3)   # 0.7/0.5 over 0.6/0.5
