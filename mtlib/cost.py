@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .data import TASKS
 from .evaluate import atomic_write_text
 from .notebook import shown
 from .report import (
@@ -405,8 +406,8 @@ def _pieces_in_effect(runs: list[dict]) -> list[str]:
         pieces.append(f"the bucketing window ({', '.join(sorted({str(c['bucket_pool']) for c in configs}))} batches "
                       f"against {FAST_PATH['bucket_pool']})")
     if any(c["bucket"] and c["bucket_tasks"] != FAST_PATH["bucket_tasks"] for c in configs):
-        left = {t for c in configs for t in FAST_PATH["bucket_tasks"].split(",") if t not in c["bucket_tasks"].split(",")}
-        pieces.append(f"bucketing of {', '.join(t for t in ('sst', 'para', 'sts') if t in left)}")
+        left = {t for c in configs for t in TASKS if t not in c["bucket_tasks"].split(",")}
+        pieces.append(f"bucketing of {', '.join(t for t in TASKS if t in left)}")
     if any(c["dropout_impl"] != FAST_PATH["dropout_impl"] and c["dropout"] > 0 for c in configs):
         pieces.append("FastDropout")
     return pieces
