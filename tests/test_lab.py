@@ -80,9 +80,11 @@ class Lab:
             "parent_header": {}, "metadata": {}, "buffers": [], "channel": "shell",
             "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True}}))
-        out, deadline = [], time.monotonic() + TIMEOUT
+        # The reply comes on the shell channel and the output on iopub; the two are not ordered, so the run is
+        # over only once both the execute_reply and iopub's `idle` status for this request have arrived.
+        out, replied, idle, deadline = [], False, False, time.monotonic() + TIMEOUT
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not (replied and idle):
                 msg = json.loads(ws.recv())
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
@@ -93,10 +95,14 @@ class Lab:
                     pytest.fail(f"the kernel raised {content['ename']}: {content['evalue']}")
                 elif kind == "execute_reply":
                     assert content["status"] == "ok", content
-                    return "".join(out)
+                    replied = True
+                elif kind == "status":
+                    idle = content["execution_state"] == "idle"
         finally:
             ws.close()
-        pytest.fail(f"no execute_reply within {TIMEOUT}s")
+        if not (replied and idle):
+            pytest.fail(f"no execute_reply and idle status within {TIMEOUT}s (replied={replied}, idle={idle})")
+        return "".join(out)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="`make lab` needs GNU make")
