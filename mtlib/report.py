@@ -448,12 +448,13 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     if published:       # what the executed notebook published: the best configuration's best seed on dev
         lines += [f"Leaderboard files of the best configuration's best seed (dev `overall`): "
                   f"{', '.join(f'`{n}`' for n in published)} in `{shown((root / '07_beyond' / 'predictions').resolve())}/`; "
-                  "the executed notebook: `reports/notebooks/07_beyond.ipynb`.", ""]
+                  f"the executed notebook: `{shown((root.parent / 'notebooks' / '07_beyond.ipynb').resolve())}`.", ""]
     if tried:
+        explore = shown((root / "07_explore").resolve())
         lines += ["### Other configurations tried (dev only, to choose the best)", "",
                   "Each row is the best configuration with the knobs its name gives changed "
-                  "(`reports/runs/07_explore/`); Δ overall is against the best row, over the seeds both ran. To repeat one: `python -m mtlib run "
-                  "$BEST <knob>=<value> profile=cpu seed=<k> out_dir=reports/runs/07_explore/<row>/seed<k>`, with "
+                  f"(`{explore}/`); Δ overall is against the best row, over the seeds both ran. To repeat one: `python -m mtlib run "
+                  f"$BEST <knob>=<value> profile=cpu seed=<k> out_dir={explore}/<row>/seed<k>`, with "
                   "`BEST` from the Makefile (each run's config.json has every value).", ""]
         lines += _table_markdown({**({"best": runs["best"]} if "best" in runs else {}), **tried})
     for label, found in (("07", runs), ("07, tried", tried)):

@@ -202,6 +202,8 @@ def test_results_show_the_configurations_tried_beside_07s_best_row(tmp_path):
     assert [r.split(" | ")[0] for r in rows] == ["| best", "| combine=imtl_g"]
     assert f"| {0.06 / 3:+.3f} (n=1: no interval) |" in rows[1]                  # against best's seed 0
     assert "| 07, tried: combine=imtl_g | 0 | `07_explore/combine-imtl_g/seed0` |" in text
+    explore = report.shown((tmp_path / "07_explore").resolve())           # the folder read, not reports/runs's
+    assert f"(`{explore}/`)" in tried and f"out_dir={explore}/<row>/seed<k>" in tried
     assert "### Other configurations tried" not in report.results_markdown(tmp_path / "none")
 
 
