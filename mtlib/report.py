@@ -489,7 +489,9 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
              "`sum`'s (runs that shared the machine left out where a method has others; section 6 of "
              "`reports/performance.md` has the interleaved cost on identical batches); median cos is the median "
              "pairwise cosine of the raw task gradients over every step, conflicts / step the mean number of pairs "
-             "with a negative cosine.", ""]
+             "with a negative cosine; update share is each task's part of the combined update, |w_t g_t| (for pcgrad "
+             "the projected gradient's norm) over the sum of the three, its median over the steps (under `sum`, the "
+             "raw gradients' norms: a method that moves these shares moves what the encoder learns from each task).", ""]
     if not runs:
         return lines + ["Not run yet: `python -m mtlib report --execute --only 06_gradient_methods`.", ""]
     table = methods_table(runs, out).reset_index()
@@ -795,17 +797,22 @@ def method_runs(out: str | Path, methods, seeds) -> dict[str, dict[int, dict]]:
 def method_telemetry(out_dir: str | Path, stage: str = "multitask") -> dict:
     """Median step time, the median step time over the step's own forward + backward time (`per_fb`: the work
     every method shares, so the machine's speed cancels), median pairwise cosine of the raw task gradients (all
-    pairs, all steps) and mean conflicting pairs per step, from a run's metrics.jsonl."""
+    pairs, all steps), mean conflicting pairs per step, and each task's median share of the update (`share <task>`:
+    |w_t g_t| over the sum of the three, from the logged norm_after_<task>), from a run's metrics.jsonl."""
     s = steps(out_dir, stage)
     cosines = s[[f"cos_{a}_{b}" for a, b in TASK_PAIRS if f"cos_{a}_{b}" in s]].to_numpy().ravel()
     per_fb = (s["step_s"] / (s["t_forward"] + s["t_backward"])).median() if "t_forward" in s else float("nan")
+    after = [f"norm_after_{t}" for t in TASK_NAMES]
+    share = (s[after].div(s[after].sum(axis=1), axis=0).median().to_numpy() if set(after) <= set(s)
+             else [float("nan")] * len(after))
     return {"step_s": float(s["step_s"].median()), "per_fb": float(per_fb),
-            "median cos": float(pd.Series(cosines).median()), "conflicts / step": float(s["conflicts"].mean())}
+            "median cos": float(pd.Series(cosines).median()), "conflicts / step": float(s["conflicts"].mean()),
+            **{f"share {t}": float(v) for t, v in zip(TASK_NAMES, share)}}
 
 
 def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: str = "sum") -> pd.DataFrame:
     """One row per method: dev metrics mean ± std over seeds, step cost relative to `reference`, median pairwise
-    gradient cosine and conflicts per step (means over seeds). Step cost comes from separate runs, not interleaved
+    gradient cosine, conflicts per step and each task's share of the update (means over seeds). Step cost comes from separate runs, not interleaved
     (performance.md has the interleaved cost on identical batches), and a 2-core machine's speed drifts between
     runs by more than any method costs (forward times alone differ by a quarter): so each step is timed against
     its own forward + backward, which every method does alike (`method_telemetry`'s per_fb; median step_s where a
@@ -825,6 +832,9 @@ def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: 
         row["step cost (× sum)"] = round(step_s(method) / ref_step, 3) if pd.notna(ref_step) else None
         row["median cos"] = round(t["median cos"], 3)
         row["conflicts / step"] = round(t["conflicts / step"], 2)
+        shares = [t[f"share {task}"] for task in TASK_NAMES]
+        row["update share " + " / ".join(TASK_NAMES.values())] = (
+            None if any(math.isnan(x) for x in shares) else " / ".join(f"{x:.2f}" for x in shares))
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
 

@@ -33,7 +33,7 @@ def test_conclusion_with_one_seed_is_not_resolved():
 
 
 def test_methods_table_reads_metrics_and_telemetry(tmp_path):
-    for method, step_s, cos in (("sum", 0.2, 0.1), ("cagrad", 0.3, -0.2)):
+    for method, step_s, cos, after in (("sum", 0.2, 0.1, (1, 3, 4)), ("cagrad", 0.3, -0.2, (1, 1, 2))):
         for seed, overall in enumerate((0.5, 0.7)):
             d = tmp_path / method / f"seed{seed}"
             d.mkdir(parents=True)
@@ -42,7 +42,7 @@ def test_methods_table_reads_metrics_and_telemetry(tmp_path):
                                                         "overall": overall, "device": "cpu: test", "wall_s": 60.0,
                                                         "cpu_s": 60.0 if shared else 118.0, "threads": 2}))
             steps = [{"type": "step", "stage": "multitask", "step": i, "step_s": step_s * (2 if shared else 1),
-                      "conflicts": i % 2,
+                      "conflicts": i % 2, **{f"norm_after_{t}": n * (1 + i) for t, n in zip(("sst", "para", "sts"), after)},
                       "cos_sst_para": cos, "cos_sst_sts": cos, "cos_para_sts": 1.0} for i in range(4)]
             (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in steps) + "\n")
     runs = report.method_runs(tmp_path, ["sum", "cagrad", "upgrad"], [0, 1])
@@ -52,6 +52,9 @@ def test_methods_table_reads_metrics_and_telemetry(tmp_path):
     # step cost from the runs that had the machine to themselves: sum's shared seed 1 is left out
     assert table.loc["cagrad", "step cost (× sum)"] == 1.5 and table.loc["sum", "step cost (× sum)"] == 1.0
     assert table.loc["cagrad", "median cos"] == -0.2 and table.loc["cagrad", "conflicts / step"] == 0.5
+    # each task's share of the update: its norm_after over the three's sum, whatever the update's scale
+    share = "update share SST / Quora / STS"
+    assert table.loc["sum", share] == "0.12 / 0.38 / 0.50" and table.loc["cagrad", share] == "0.25 / 0.25 / 0.50"
 
 
 def test_results_md_shows_06_from_the_runs_that_finished(tmp_path):
