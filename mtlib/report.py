@@ -847,9 +847,24 @@ def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.9
     return {"n": len(seeds), "mean": mean, "low": None if math.isnan(lo) else lo, "high": None if math.isnan(hi) else hi}
 
 
+def _resolved_per_task(runs: dict[int, dict], reference: dict[int, dict], metric: str) -> str:
+    """The task metrics (when `metric` is their mean) whose paired 95% interval against the reference excludes zero:
+    a method may trade one task for another with the mean unmoved."""
+    if metric != "overall":
+        return ""
+    found = []
+    for m in METRICS[:-1]:
+        if any(m not in r for r in (*runs.values(), *reference.values())):
+            continue
+        ci = paired_interval({s: r[m] for s, r in runs.items()}, {s: r[m] for s, r in reference.items()})
+        if ci["low"] is not None and (ci["low"] > 0 or ci["high"] < 0):
+            found.append(f"{m} {ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]")
+    return f" Resolved per task: {'; '.join(found)}." if found else ""
+
+
 def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum", metric: str = "overall") -> str:
     """Which method, if any, beats `reference` on dev `metric`: a paired 95% t-interval over seeds that excludes
-    zero (markdown)."""
+    zero (markdown); with each method, the task metrics it moves resolved either way."""
     if reference not in runs:
         return f"- No `{reference}` runs: nothing to compare with."
     base = {s: m[metric] for s, m in runs[reference].items()}
@@ -868,7 +883,8 @@ def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum",
         if ci["low"] > 0:
             winners.append(method)
         lines.append(f"- **{method}** {verdict} {reference}: {metric} difference {ci['mean']:+.3f}, 95% interval "
-                     f"[{ci['low']:+.3f}, {ci['high']:+.3f}] (paired over {ci['n']} seeds).")
+                     f"[{ci['low']:+.3f}, {ci['high']:+.3f}] (paired over {ci['n']} seeds)."
+                     + _resolved_per_task(by_seed, runs[reference], metric))
     if not lines:
         return f"- Only `{reference}` has runs so far: nothing to compare with it."
     if winners:

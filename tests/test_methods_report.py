@@ -25,6 +25,17 @@ def test_conclusion_names_only_the_methods_whose_interval_excludes_zero():
     assert "**mgda** is not distinguishable from sum" in text and "**pcgrad** **is worse than** sum" in text
 
 
+def test_conclusion_names_a_trade_between_tasks_that_leaves_the_mean_unmoved():
+    # STS r differs by -.03, -.03, -.02 (t-interval by hand: -.0267 ± 4.303 * .00577 / √3); Quora by +.02 each seed
+    sum_, mgda = ((0.87, 0.71), (0.88, 0.70), (0.86, 0.72)), ((0.84, 0.73), (0.85, 0.72), (0.84, 0.74))
+    runs = {m: {s: {"sst_acc": 0.45, "para_acc": para, "sts_pearson": sts, "overall": 0.5 + 0.01 * s}
+                for s, (sts, para) in enumerate(v)} for m, v in (("sum", sum_), ("mgda", mgda))}
+    line = report.methods_conclusion(runs).splitlines()[-1]
+    assert line.startswith("- **mgda** is not distinguishable from sum")
+    assert line.endswith("Resolved per task: para_acc +0.020 [+0.020, +0.020]; sts_pearson -0.027 [-0.041, -0.012].")
+    assert "Resolved per task" not in report.methods_conclusion(runs, metric="sts_pearson")
+
+
 def test_conclusion_with_one_seed_is_not_resolved():
     text = report.methods_conclusion(_runs({"sum": [0.5], "upgrad": [0.9]}))
     assert text.startswith("**Not resolved (n=1)") and "not resolved (n=1)" in text
