@@ -812,11 +812,12 @@ def method_telemetry(out_dir: str | Path, stage: str = "multitask") -> dict:
 
 def methods_table(runs: dict[str, dict[int, dict]], out: str | Path, reference: str = "sum") -> pd.DataFrame:
     """One row per method: dev metrics mean ± std over seeds, step cost relative to `reference`, median pairwise
-    gradient cosine, conflicts per step and each task's share of the update (means over seeds). Step cost comes from separate runs, not interleaved
-    (performance.md has the interleaved cost on identical batches), and a 2-core machine's speed drifts between
-    runs by more than any method costs (forward times alone differ by a quarter): so each step is timed against
-    its own forward + backward, which every method does alike (`method_telemetry`'s per_fb; median step_s where a
-    run predates the phase timings), from the runs that had the machine to themselves where there are any."""
+    gradient cosine, conflicts per step and each task's share of the update (means over seeds). Step cost comes
+    from separate runs, not interleaved (performance.md has the interleaved cost on identical batches), and a 2-core
+    machine's speed drifts between runs by more than any method costs (forward times alone differ by a quarter): so
+    each step is timed against its own forward + backward, which every method does alike (`method_telemetry`'s
+    per_fb; median step_s where a run predates the phase timings), from the runs that had the machine to themselves
+    where there are any."""
     tele = {m: {s: method_telemetry(Path(out) / m / f"seed{s}") for s in by_seed} for m, by_seed in runs.items()}
     key = "per_fb" if all(not math.isnan(t["per_fb"]) for ts in tele.values() for t in ts.values()) else "step_s"
 
