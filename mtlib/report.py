@@ -858,7 +858,7 @@ def _resolved_per_task(runs: dict[int, dict], reference: dict[int, dict], metric
         if any(m not in r for r in (*runs.values(), *reference.values())):
             continue
         ci = paired_interval({s: r[m] for s, r in runs.items()}, {s: r[m] for s, r in reference.items()})
-        if ci["low"] is not None and (ci["low"] > 0 or ci["high"] < 0):
+        if ci["low"] is not None and verdict(ci["low"], ci["high"], sign=0) == "holds":     # "differs" holds
             found.append(f"{m} {ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]")
     return f" Resolved per task: {'; '.join(found)}." if found else ""
 
