@@ -72,6 +72,7 @@ class Config:
     sts_loss: str = "mse"                  # sts_head=cosine: mse on 5*ReLU(cos) (report) or cosent (Su 2022) on cos
     dropout: float = 0.1
     lr: Optional[float] = None
+    head_lr: Optional[float] = None        # the task heads' lr; None = lr (the report's one rate for every parameter)
     schedule: str = "constant"             # lr per stage: constant (report) or linear warm-up then linear decay to 0
     warmup: float = 0.1                    # schedule=linear: warm-up steps as a fraction of the stage's steps
     weight_decay: float = 0.0
@@ -139,8 +140,8 @@ class Config:
         if self.sts_features == "sbert" and self.sts_head != "mlp":
             raise ConfigError(f"sts_features=sbert is the input of the MLP STS head; it needs sts_head=mlp "
                               f"(now {self.sts_head})")
-        for name in ("lr", "batch_size", "epochs", "max_length", "eval_batch_size"):
-            if getattr(self, name) <= 0:
+        for name in ("lr", "head_lr", "batch_size", "epochs", "max_length", "eval_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} is not valid; it must be > 0")
         for name in ("single_task_epochs", "frozen_epochs"):
             if getattr(self, name) < 0:

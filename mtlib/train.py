@@ -289,9 +289,9 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     tasks = stage.tasks
     for p in model.encoder.parameters():
         p.requires_grad_(not stage.freeze_encoder)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    fused = device.type in ("cuda", "cpu") and all(p.dtype == torch.float32 for p in trainable)
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    groups = param_groups(model, cfg)
+    fused = device.type in ("cuda", "cpu") and all(p.dtype == torch.float32 for g in groups for p in g["params"])
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     # per-task gradient rows only where there is something to combine: several tasks and a trainable encoder
     # (one task's gradient is its own update, so a single-task stage backpropagates straight into .grad)
     grads = TaskGrads.for_model(model, len(tasks)) if len(tasks) > 1 and not stage.freeze_encoder else None
@@ -348,7 +348,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                 for step in bar:
                     record = train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, device, bf16,
                                         stage.name, epoch, step, checkpointer, features)
-                    record["lr"] = optimizer.param_groups[0]["lr"]      # the lr this step used
+                    record["lr"] = optimizer.param_groups[0]["lr"]      # the lr this step used (the encoder's where it trains)
                     if scheduler is not None:
                         scheduler.step()
                     t0 = time.perf_counter()
@@ -383,6 +383,15 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
 def better(new: float, best: float) -> bool:
     """Is `new` a better dev score than `best`? A NaN (undefined STS r) is worse than any number."""
     return (not math.isnan(new)) and (math.isnan(best) or new > best)
+
+
+def param_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
+    """AdamW's parameter groups: the trainable encoder parameters at cfg.lr, then the heads' at cfg.head_lr
+    (None: cfg.lr). Groups with nothing to train are left out (a frozen encoder; the cosine head alone)."""
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    heads = [p for p in model.heads.parameters() if p.requires_grad]
+    head_lr = cfg.lr if cfg.head_lr is None else cfg.head_lr
+    return [g for g in ({"params": encoder, "lr": cfg.lr}, {"params": heads, "lr": head_lr}) if g["params"]]
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup: float, total: int):

@@ -284,3 +284,33 @@ def test_bucket_tasks_chooses_which_samplers_bucket(tiny_config, monkeypatch):
     monkeypatch.setattr(train_module, "TaskSampler", Recording)
     run(tiny_config, bucket_tasks="sst,para", epochs=1)
     assert made == [True, True, False]                       # one sampler per task, in TASKS order: sst, para, sts
+
+
+@pytest.mark.parametrize("head_lr", [None, 1e-2])
+def test_head_lr_moves_the_heads_at_their_own_rate(tiny_encoder, head_lr):
+    """AdamW's first step moves each parameter by about its group's lr: the encoder by lr, the heads by head_lr
+    (None: lr, the report's one rate). A frozen encoder leaves the heads' group alone."""
+    from mtlib.config import Config
+    from mtlib.train import param_groups
+    model, tok = build_model(tiny_encoder, "mean", "mlp", 0.0)
+    cfg = Config(profile="smoke", encoder=tiny_encoder, lr=1e-4, head_lr=head_lr)
+    groups = param_groups(model, cfg)
+    assert [g["lr"] for g in groups] == [1e-4, head_lr or 1e-4]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
+    enc = tok(["a good film", "bad"], padding=True, return_tensors="pt")
+    model.loss("sst", model("sst", dict(enc)), torch.tensor([3, 0])).backward()
+    optimizer.step()
+    moved = {part: max((p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()
+                       if n.startswith(part)) for part in ("encoder.", "heads.sst.")}
+    assert moved["encoder."] == pytest.approx(1e-4, rel=0.01)
+    assert moved["heads.sst."] == pytest.approx(head_lr or 1e-4, rel=0.01)
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    assert [g["lr"] for g in param_groups(model, cfg)] == [head_lr or 1e-4]
+
+
+def test_head_lr_must_be_positive():
+    from mtlib.config import Config, ConfigError
+    with pytest.raises(ConfigError, match="head_lr=0.0 is not valid"):
+        Config(profile="smoke", head_lr=0)
