@@ -76,6 +76,8 @@ class Config:
     schedule: str = "constant"             # lr per stage: constant (report) or linear warm-up then linear decay to 0
     warmup: float = 0.1                    # schedule=linear: warm-up steps as a fraction of the stage's steps
     weight_decay: float = 0.0
+    ema: float = 0.0                       # decay of an exponential moving average of the weights, evaluated and kept
+                                           # in their place (stages that train the encoder); 0: off (the report's)
     batch_size: Optional[int] = None
     epochs: Optional[int] = None           # multitask epochs (unfrozen)
     single_task_epochs: Optional[int] = None  # `novel` stage 1 (0: skip it, the encoders are not averaged)
@@ -131,6 +133,8 @@ class Config:
                 setattr(self, name, value)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} is not valid; use a value in [0, 1)")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema={self.ema} is not valid; use a decay in [0, 1) (0: off; 0.99 averages ~100 steps)")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"warmup={self.warmup} is not valid; use a fraction of the stage's steps in [0, 1)")
         if not 0.0 < self.merge_density <= 1.0:

@@ -303,9 +303,13 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
         steps = min(steps, cfg.steps_per_epoch)
     scheduler = None if cfg.schedule == "constant" else linear_schedule(optimizer, cfg.warmup, stage.epochs * steps)
     bf16 = use_bf16(cfg, device)
+    averaged = weight_average(model, cfg.ema) if cfg.ema and not stage.freeze_encoder else None
+    kept = model if averaged is None else averaged.module        # the weights evaluated and kept as the best
     result, first_epoch, first_step = StageResult(stage.name, -1, {}), 1, 0
     if resume is not None:
         model.load_state_dict(resume["model"])
+        if averaged is not None:
+            averaged.load_state_dict(resume["averaged"])
         optimizer.load_state_dict(resume["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(resume["scheduler"])
@@ -335,6 +339,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                                "scheduler": scheduler.state_dict() if scheduler is not None else None,
                                "weightings": grads.weightings if grads is not None else {},
+                               "averaged": averaged.state_dict() if averaged is not None else None,
                                "samplers": {t: s.state_dict() for t, s in samplers.items()},
                                "result": vars(result).copy()})
             spent["checkpoint"] += time.perf_counter() - t0
@@ -351,6 +356,8 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                     record["lr"] = optimizer.param_groups[0]["lr"]      # the lr this step used (the encoder's where it trains)
                     if scheduler is not None:
                         scheduler.step()
+                    if averaged is not None:
+                        averaged.update_parameters(model)
                     t0 = time.perf_counter()
                     log.write(**record)
                     bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")})
@@ -359,14 +366,14 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                             and step + 1 < steps:
                         snapshot(epoch, step + 1)
                 t0 = time.perf_counter()
-                metrics = evaluate(model, tasks)
+                metrics = evaluate(kept, tasks)
                 spent["eval"] += time.perf_counter() - t0
                 log.write(type="epoch", stage=stage.name, epoch=epoch, **metrics)
                 result.history.append({"epoch": epoch, **metrics})
                 if result.best_epoch < 0 or better(metrics["overall"], result.best["overall"]):
                     result.best_epoch, result.best = epoch, metrics
                     t0 = time.perf_counter()
-                    save_checkpoint(model, ckpt_path)
+                    save_checkpoint(kept, ckpt_path)
                     spent["checkpoint"] += time.perf_counter() - t0
                 snapshot(epoch, steps)           # epoch done: resuming from here starts the next epoch
             first_step = 0
@@ -383,6 +390,13 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
 def better(new: float, best: float) -> bool:
     """Is `new` a better dev score than `best`? A NaN (undefined STS r) is worse than any number."""
     return (not math.isnan(new)) and (math.isnan(best) or new > best)
+
+
+def weight_average(model: MultitaskModel, decay: float):
+    """An exponential moving average of `model`'s parameters (torch's AveragedModel: a copy of the model, updated
+    after every optimizer step as avg <- decay * avg + (1 - decay) * weights; the first update copies them)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def param_groups(model: MultitaskModel, cfg: Config) -> list[dict]:

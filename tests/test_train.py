@@ -314,3 +314,36 @@ def test_head_lr_must_be_positive():
     from mtlib.config import Config, ConfigError
     with pytest.raises(ConfigError, match="head_lr=0.0 is not valid"):
         Config(profile="smoke", head_lr=0)
+
+
+def test_weight_average_is_the_exponential_moving_average_of_the_steps(tiny_encoder):
+    """avg = the first step's weights, then avg <- d * avg + (1 - d) * weights after each later step."""
+    from mtlib.train import weight_average
+    model, tok = build_model(tiny_encoder, "mean", "mlp", 0.0)
+    averaged, d = weight_average(model, 0.75), 0.75
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    enc = tok(["a good film", "bad"], padding=True, return_tensors="pt")
+    seen = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        model.loss("sst", model("sst", dict(enc)), torch.tensor([3, 0])).backward()
+        optimizer.step()
+        averaged.update_parameters(model)
+        seen.append(model.heads["sst"][1].weight.detach().clone())
+    expected = d * (d * seen[0] + (1 - d) * seen[1]) + (1 - d) * seen[2]
+    assert not torch.equal(seen[0], seen[2])
+    torch.testing.assert_close(averaged.module.heads["sst"][1].weight, expected)
+
+
+def test_ema_evaluates_and_keeps_the_averaged_weights(tiny_config):
+    """A decay near 0 averages nothing away: the run is the run without it; a real decay changes what is scored."""
+    plain = run(tiny_config, out_dir=tiny_config["out_dir"] + "-plain")
+    almost = run(tiny_config, ema=1e-12, out_dir=tiny_config["out_dir"] + "-almost")
+    averaged = run(tiny_config, ema=0.7, out_dir=tiny_config["out_dir"] + "-ema")
+    for k in ("sst_acc", "para_acc", "sts_pearson"):
+        assert almost[k] == pytest.approx(plain[k], abs=1e-6)
+    assert [averaged[k] for k in ("sst_acc", "para_acc", "sts_pearson")] != \
+           [plain[k] for k in ("sst_acc", "para_acc", "sts_pearson")]
+    from mtlib.config import ConfigError
+    with pytest.raises(ConfigError, match="ema=1.0 is not valid"):
+        run(tiny_config, ema=1.0)
