@@ -317,10 +317,9 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                          + f" | {wall_text(list(runs.values()))} |")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
-    lines += (merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
-              + pcgrad_seeds_markdown(runs_dir))
-    if rungs:
-        lines += claims_markdown(claims_table(rows))
+    lines += merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
+    if rungs:                         # 02's analysis and the claims are the rungs' (said above where there are none)
+        lines += pcgrad_seeds_markdown(runs_dir) + claims_markdown(claims_table(rows))
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
               "| epochs × steps | mtlib commit | wall (min) | CPU use | finished |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
