@@ -73,6 +73,7 @@ class Config:
     dropout: float = 0.1
     lr: Optional[float] = None
     head_lr: Optional[float] = None        # the task heads' lr; None = lr (the report's one rate for every parameter)
+    layer_decay: float = 1.0               # encoder lr x layer_decay^(layers below the top); 1: one rate (the report's)
     schedule: str = "constant"             # lr per stage: constant (report) or linear warm-up then linear decay to 0
     warmup: float = 0.1                    # schedule=linear: warm-up steps as a fraction of the stage's steps
     weight_decay: float = 0.0
@@ -133,6 +134,8 @@ class Config:
                 setattr(self, name, value)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} is not valid; use a value in [0, 1)")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(f"layer_decay={self.layer_decay} is not valid; use a factor in (0, 1] (1: off)")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema={self.ema} is not valid; use a decay in [0, 1) (0: off; 0.99 averages ~100 steps)")
         if not 0.0 <= self.warmup < 1.0:

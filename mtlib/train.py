@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -400,12 +401,30 @@ def weight_average(model: MultitaskModel, decay: float):
 
 
 def param_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
-    """AdamW's parameter groups: the trainable encoder parameters at cfg.lr, then the heads' at cfg.head_lr
-    (None: cfg.lr). Groups with nothing to train are left out (a frozen encoder; the cosine head alone)."""
-    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    """AdamW's parameter groups: the trainable encoder parameters, then the heads' at cfg.head_lr (None: cfg.lr).
+
+    The encoder's top layer (and anything above it, a pooler) trains at cfg.lr; with layer_decay < 1 (layer-wise
+    lr decay, as in ELECTRA, Clark et al. 2020) each layer below at layer_decay times the one above, the embeddings
+    below the bottom layer. Groups with nothing to train are left out (a frozen encoder; the cosine head alone)."""
+    layers = model.encoder.config.num_hidden_layers
+    by_depth: dict[int, list] = {}
+    for name, p in model.encoder.named_parameters():
+        if p.requires_grad:
+            by_depth.setdefault(layer_depth(name, layers), []).append(p)
+    groups = [{"params": by_depth[d], "lr": cfg.lr * cfg.layer_decay ** d} for d in sorted(by_depth)]
     heads = [p for p in model.heads.parameters() if p.requires_grad]
-    head_lr = cfg.lr if cfg.head_lr is None else cfg.head_lr
-    return [g for g in ({"params": encoder, "lr": cfg.lr}, {"params": heads, "lr": head_lr}) if g["params"]]
+    if heads:
+        groups.append({"params": heads, "lr": cfg.lr if cfg.head_lr is None else cfg.head_lr})
+    return groups
+
+
+def layer_depth(name: str, layers: int) -> int:
+    """How many layers an encoder parameter lies below the top: 0 in the last transformer layer (or above it),
+    `layers` in the embeddings. Layers are found by their `layer.<i>.` name (BERT, RoBERTa, DistilBERT, ...)."""
+    found = re.search(r"(?:^|\.)layer\.(\d+)\.", name)
+    if found:
+        return layers - 1 - int(found.group(1))
+    return layers if "embeddings" in name else 0
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup: float, total: int):

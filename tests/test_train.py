@@ -295,7 +295,7 @@ def test_head_lr_moves_the_heads_at_their_own_rate(tiny_encoder, head_lr):
     model, tok = build_model(tiny_encoder, "mean", "mlp", 0.0)
     cfg = Config(profile="smoke", encoder=tiny_encoder, lr=1e-4, head_lr=head_lr)
     groups = param_groups(model, cfg)
-    assert [g["lr"] for g in groups] == [1e-4, head_lr or 1e-4]
+    assert [g["lr"] for g in groups] == [1e-4, 1e-4, 1e-4, head_lr or 1e-4]     # 2 layers, embeddings, heads
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
     enc = tok(["a good film", "bad"], padding=True, return_tensors="pt")
@@ -308,6 +308,21 @@ def test_head_lr_moves_the_heads_at_their_own_rate(tiny_encoder, head_lr):
     for p in model.encoder.parameters():
         p.requires_grad_(False)
     assert [g["lr"] for g in param_groups(model, cfg)] == [head_lr or 1e-4]
+
+
+def test_layer_decay_gives_each_layer_its_rate(tiny_encoder):
+    """2 layers, layer_decay 0.5: the top layer (and the pooler) at lr, the one below at lr/2, the embeddings at
+    lr/4; every parameter in exactly one group."""
+    from mtlib.config import Config
+    from mtlib.train import param_groups
+    model, _ = build_model(tiny_encoder, "mean", "cosine", 0.0)
+    groups = param_groups(model, Config(profile="smoke", encoder=tiny_encoder, lr=1e-4, layer_decay=0.5))
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(rate) == len(list(model.parameters()))
+    for name, p in model.encoder.named_parameters():
+        expected = 2.5e-5 if name.startswith("embeddings.") else 5e-5 if ".layer.0." in name else 1e-4
+        assert rate[id(p)] == pytest.approx(expected), name
+    assert any(n.startswith("pooler.") for n, _ in model.encoder.named_parameters())
 
 
 def test_head_lr_must_be_positive():
