@@ -317,9 +317,10 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                          + f" | {wall_text(list(runs.values()))} |")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
-    lines += merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
-    if rungs:                         # 02's analysis and the claims are the rungs' (said above where there are none)
-        lines += pcgrad_seeds_markdown(runs_dir) + claims_markdown(claims_table(rows))
+    lines += (merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
+              + pcgrad_seeds_markdown(runs_dir, say_missing=rungs))
+    if rungs:
+        lines += claims_markdown(claims_table(rows))
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
               "| epochs × steps | mtlib commit | wall (min) | CPU use | finished |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
@@ -389,15 +390,17 @@ def merges_markdown(runs_dir: str | Path) -> list[str]:
     return lines
 
 
-def pcgrad_seeds_markdown(runs_dir: str | Path) -> list[str]:
+def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> list[str]:
     """results.md's section for 02's gradient analysis over every seed of the PCGrad (sum) run: one row per seed of
     `pcgrad_findings` (noise floor where the run kept gradient_noise.json), and the report's two explanations
-    (near-orthogonal STS gradients, STS annihilated by the projection) counted over the seeds."""
+    (near-orthogonal STS gradients, STS annihilated by the projection) counted over the seeds. Without 02's runs:
+    a line that says how to make them, or nothing (`say_missing=False`: a folder without the rungs says so once)."""
     folders = sorted((at_root(runs_dir) / "02_gradient_surgery").glob("seed*/pcgrad_sum/metrics.jsonl"),
                      key=lambda p: int(p.parent.parent.name.removeprefix("seed")))
     lines = ["## 02: PCGrad's gradients, every seed", ""]
     if not folders:
-        return lines + ["Not run yet: `python -m mtlib report --execute --only 02_gradient_surgery`.", ""]
+        return lines + ["Not run yet: `python -m mtlib report --execute --only 02_gradient_surgery`.", ""] \
+            if say_missing else []
     rows = {}
     for path in folders:
         noise = path.parent / "gradient_noise.json"
@@ -442,7 +445,8 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
              "The best configuration of `notebooks/07_beyond.ipynb` (what `make run` trains), then the same with one "
              "improvement set back to the report's choice at a time; Δ overall is each row minus the best row, over the seeds both ran. Issue 12's "
              "targets: SST ≥ 0.50, Quora ≥ 0.86, STS ≥ 0.89, overall ≥ 0.75.", ""]
-    lines += _table_markdown(runs) if runs else ["Not run yet: `python -m mtlib report --execute --only 07_beyond`.", ""]
+    lines += (_table_markdown(runs) + _ablation_per_task(runs)) if runs else \
+        ["Not run yet: `python -m mtlib report --execute --only 07_beyond`.", ""]
     published = sorted(p.name for p in (root / "07_beyond" / "predictions").glob("*-output.csv"))
     if published:       # what the executed notebook published: the best configuration's best seed on dev
         lines += [f"Leaderboard files of the best configuration's best seed (dev `overall`): "
@@ -455,7 +459,8 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
                   f"(`{explore}/`); Δ overall is against the best row, over the seeds both ran. To repeat one: `python -m mtlib run "
                   f"$BEST <knob>=<value> profile=cpu seed=<k> out_dir={explore}/<row>/seed<k>`, with "
                   "`BEST` from the Makefile (each run's config.json has every value).", ""]
-        lines += _table_markdown({**({"best": runs["best"]} if "best" in runs else {}), **tried})
+        rows = {**({"best": runs["best"]} if "best" in runs else {}), **tried}
+        lines += _table_markdown(rows) + _ablation_per_task(rows)
     for label, found in (("07", runs), ("07, tried", tried)):
         for name, seeds in found.items():
             for m in seeds:
@@ -513,6 +518,17 @@ def _table_markdown(runs: dict[str, list[dict]]) -> list[str]:
     table = ablation_table(runs).reset_index()
     return (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
             + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)] + [""])
+
+
+def _ablation_per_task(runs: dict[str, list[dict]]) -> list[str]:
+    """Under an ablation table: each row's task metrics that differ from the first row's, paired by seed, with a
+    95% interval that excludes zero (a knob may move one task with the mean unmoved); nothing where none does."""
+    by_seed = lambda seeds: {m["config"]["seed"]: m for m in seeds if "seed" in m.get("config", {})}
+    first = next(iter(runs.values()))
+    found = [(name, resolved_tasks(by_seed(seeds), by_seed(first))) for name, seeds in runs.items() if seeds is not first]
+    lines = [f"- **{name}**: {'; '.join(tasks)}." for name, tasks in found if tasks]
+    return ["Task metrics a row moves, paired by seed with the first row (95% interval excludes zero):", "",
+            *lines, ""] if lines else []
 
 
 def _run_line(name: str, seed: int, folder: str, m: dict) -> str:
@@ -664,6 +680,7 @@ WITHOUT = {
     "sts_head": dict(sts_head="mlp", sts_loss="mse", sts_features="concat"),   # CoSENT needs the cosine head
     "combine": dict(combine="sum"),
     "dropout": dict(dropout=0.1),
+    "ema": dict(ema=0.0),
 }
 
 
@@ -848,10 +865,14 @@ def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.9
 
 
 def _resolved_per_task(runs: dict[int, dict], reference: dict[int, dict], metric: str) -> str:
-    """The task metrics (when `metric` is their mean) whose paired 95% interval against the reference excludes zero:
-    a method may trade one task for another with the mean unmoved."""
-    if metric != "overall":
-        return ""
+    """" Resolved per task: ..." for methods_conclusion (when `metric` is the tasks' mean), or ""."""
+    found = resolved_tasks(runs, reference) if metric == "overall" else []
+    return f" Resolved per task: {'; '.join(found)}." if found else ""
+
+
+def resolved_tasks(runs: dict[int, dict], reference: dict[int, dict]) -> list[str]:
+    """The task metrics whose paired 95% interval against the reference ({seed: metrics}) excludes zero, as
+    "sts_pearson +0.003 [+0.002, +0.005]": a configuration may trade one task for another with the mean unmoved."""
     found = []
     for m in METRICS[:-1]:
         if any(m not in r for r in (*runs.values(), *reference.values())):
@@ -859,7 +880,7 @@ def _resolved_per_task(runs: dict[int, dict], reference: dict[int, dict], metric
         ci = paired_interval({s: r[m] for s, r in runs.items()}, {s: r[m] for s, r in reference.items()})
         if ci["low"] is not None and verdict(ci["low"], ci["high"], sign=0) == "holds":     # "differs" holds
             found.append(f"{m} {ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]")
-    return f" Resolved per task: {'; '.join(found)}." if found else ""
+    return found
 
 
 def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum", metric: str = "overall") -> str:

@@ -4,13 +4,14 @@ import pytest
 from mtlib import report
 
 BEST = dict(pipeline="multitask", combine="sum", sts_head="cosine", para_head="sbert", sts_loss="cosent",
-            schedule="linear", merge="uniform", dropout=0.0)
+            schedule="linear", merge="uniform", dropout=0.0, ema=0.99)
 
 
 def test_each_improvement_is_removed_once_and_unchanged_knobs_give_no_row():
-    rows = report.ablation_configs(BEST, ["para_head", "sts_loss", "schedule", "merge", "sts_head", "dropout"])
+    rows = report.ablation_configs(BEST, ["para_head", "sts_loss", "schedule", "merge", "sts_head", "dropout", "ema"])
     assert list(rows) == ["best", "para_head=concat", "sts_loss=mse", "schedule=constant", "sts_head=mlp, sts_loss=mse",
-                          "dropout=0.1"]                                  # merge is uniform already: no row
+                          "dropout=0.1", "ema=0.0"]                       # merge is uniform already: no row
+    assert rows["ema=0.0"] == {**BEST, "ema": 0.0} and report.run_folder("ema=0.0") == "ema-0.0"
     assert rows["best"] == BEST
     assert rows["sts_loss=mse"] == {**BEST, "sts_loss": "mse"}
     assert rows["sts_head=mlp, sts_loss=mse"] == {**BEST, "sts_head": "mlp", "sts_loss": "mse"}
@@ -79,3 +80,18 @@ def test_wall_time_leaves_out_runs_that_shared_the_machine():
     t = report.ablation_table({"best": [alone, {**alone, "wall_s": 720, "cpu_s": 1411.0}, shared], "other": [shared]})
     assert t.loc["best", "wall (min)"] == "11.0 ± 1.4 (1 shared run left out)"
     assert t.loc["other", "wall (min)"] == "20.0 (every run shared)"
+
+
+def test_rows_that_move_a_task_with_the_mean_unmoved_are_named_under_the_table():
+    """Per task, paired by seed: a row whose STS r is higher in every seed by about the same amount is named with
+    its interval; a row whose differences straddle zero, and a one-seed row, are not."""
+    def at(seed, sst, sts):
+        return {**metrics(sst, 0.8, sts, 600), "config": {"seed": seed}}
+    runs = {"best": [at(0, 0.50, 0.870), at(1, 0.52, 0.872), at(2, 0.48, 0.871)],
+            "ema=0.99": [at(0, 0.49, 0.874), at(1, 0.53, 0.875), at(2, 0.47, 0.875)],      # STS +.004, +.003, +.004
+            "head_lr=0.001": [at(0, 0.51, 0.860), at(1, 0.50, 0.882), at(2, 0.49, 0.871)],
+            "lr=0.0001": [at(0, 0.40, 0.800)]}
+    lines = report._ablation_per_task(runs)
+    named = [line for line in lines if line.startswith("- ")]
+    assert named == ["- **ema=0.99**: sts_pearson +0.004 [+0.002, +0.005]."]
+    assert report._ablation_per_task({"best": runs["best"], "head_lr=0.001": runs["head_lr=0.001"]}) == []

@@ -166,7 +166,10 @@ def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):
 
 def test_results_count_the_reports_pcgrad_explanation_over_every_seed(tmp_path):
     """02's analysis over all seeds: each seed's telemetry gives a row; the verdict counts the seeds."""
-    assert "Not run yet: `python -m mtlib report --execute --only 02_gradient_surgery`" in report.results_markdown(tmp_path)
+    missing = "Not run yet: `python -m mtlib report --execute --only 02_gradient_surgery`"
+    assert missing not in report.results_markdown(tmp_path)            # no rung at all: said once, not per section
+    fake_run(tmp_path / "01_baseline/seed0/baseline")
+    assert missing in report.results_markdown(tmp_path)
     for seed, kept_sts, cos in ((0, 0.3, 0.05), (1, 1.0, 0.05), (10, 1.0, 0.5)):
         folder = tmp_path / "02_gradient_surgery" / f"seed{seed}" / "pcgrad_sum"
         folder.mkdir(parents=True)
