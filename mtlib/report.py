@@ -7,9 +7,11 @@ results.md from the runs already there.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -317,7 +319,7 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                          + f" | {wall_text(list(runs.values()))} |")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
-    lines += (merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
+    lines += (single_task_markdown(runs_dir) + merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
               + pcgrad_seeds_markdown(runs_dir, say_missing=rungs))
     if rungs:
         lines += claims_markdown(claims_table(rows))
@@ -388,6 +390,72 @@ def merges_markdown(runs_dir: str | Path) -> list[str]:
             lines.append(f"| {r['merge']} | {lam} | {density} | " + " | ".join(f"{r[k]:.3f}" for k in METRICS) + " |")
         lines.append("")
     return lines
+
+
+SINGLE = {"single_sst": "sst_acc", "single_para": "para_acc", "single_sts": "sts_pearson"}
+HEADS = ("encoder", "profile", "lr", "dropout", "para_head", "sts_head", "sts_loss", "sts_features", "pooling")
+
+
+def single_task_runs(runs_dir: str | Path) -> dict[str, dict[int, dict]]:
+    """{"05_novel-no-dropout/seed<k>/novel": {seed: metrics.json}} of every novel run of a notebook's folder (01-07)
+    whose first stage trained the three single-task models."""
+    root, found = at_root(runs_dir), {}
+    for path in sorted(root.glob("0[1-7]_*/**/metrics.json")):
+        m = json.loads(path.read_text())
+        if {s["name"] for s in m.get("stages", [])} >= set(SINGLE):
+            parts = path.parent.relative_to(root).parts
+            seed = next((p for p in parts if re.fullmatch(r"seed\d+", p)), None)
+            if seed is not None:
+                row = "/".join("seed<k>" if p == seed else p for p in parts)
+                found.setdefault(row, {})[int(seed[4:])] = m
+    return found
+
+
+def single_task_markdown(runs_dir: str | Path) -> list[str]:
+    """results.md's section: the single-task models of the same encoder, which every novel run trains first (one
+    model per task from the same weights, one pass, that run's heads), beside the run's multitask model and, where
+    the heads and schedule are the same, 07's best multitask model: per task, paired by seed."""
+    groups = single_task_runs(runs_dir)
+    if not groups:
+        return []
+    best = {m["config"]["seed"]: m for m in ablation_runs(at_root(runs_dir) / "07_beyond").get("best", [])}
+    lines = ["## Single-task models of the same encoder", "",
+             "Every novel run first trains one model per task from the same weights (one pass, capped as the run's "
+             "profile caps it, the run's heads): the single-task models a multitask model has to beat. Each group: "
+             "their dev scores (mean ± std over seeds), the run's final multitask model, and its difference per "
+             "task, paired by seed (95% t-interval); where 07's best configuration has the same heads, encoder and "
+             "schedule, its multitask model too.", "",
+             "| runs | model | seeds | SST acc | Quora acc | STS r |", "|---|---|---|---|---|---|"]
+    for row, runs in groups.items():
+        single = {k: {SINGLE[s["name"]]: s["best"][SINGLE[s["name"]]] for s in m["stages"] if s["name"] in SINGLE}
+                  for k, m in runs.items()}
+        c = _config(next(iter(runs.values())))
+        heads = f"Quora {c['para_head']}, STS {c['sts_head']}, dropout {c['dropout']}"
+        models = [(f"single-task models ({heads})", single), ("this run's multitask model", runs)]
+        if best and all(_config(next(iter(best.values())))[k] == c[k] for k in HEADS):
+            models.append(("07's best multitask model (same heads)", best))
+        for name, by_seed in models:
+            lines.append(f"| `{row}` | {name} | {len(by_seed)} | "
+                         + " | ".join(_mean_std([m[k] for m in by_seed.values()]) for k in SINGLE.values()) + " |")
+            if by_seed is not single:
+                diffs = [paired_interval({s: m[k] for s, m in by_seed.items()}, {s: m[k] for s, m in single.items()})
+                         for k in SINGLE.values()]
+                lines.append(f"| `{row}` | − single-task, paired | {diffs[0]['n']} | "
+                             + " | ".join(_interval_text(d) for d in diffs) + " |")
+    return lines + [""]
+
+
+def _config(m: dict) -> dict:
+    """A run's config with every knob it lacks (added since it ran) at the default, which keeps the old behaviour."""
+    from .config import Config
+    return {**{f.name: f.default for f in dataclasses.fields(Config)}, **m["config"]}
+
+
+def _interval_text(p: dict) -> str:
+    """"+0.004 [+0.002, +0.005]" (n >= 2), "+0.004" (n = 1), "" (no seed in common)."""
+    if p["n"] == 0:
+        return ""
+    return f"{p['mean']:+.3f}" + (f" [{p['low']:+.3f}, {p['high']:+.3f}]" if p["low"] is not None else "")
 
 
 def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> list[str]:

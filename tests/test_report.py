@@ -294,3 +294,30 @@ def test_execute_gives_06_the_rung_runs_it_shares_and_the_notebook_loads_one_onl
     capsys.readouterr()
     run(cs, seed=9, dropout=0.0, out_dir=str(other), resume=True)
     assert "training again" in capsys.readouterr().out
+
+
+def test_single_task_models_beside_the_multitask_models_paired_by_seed(tmp_path):
+    """Each novel run's first stage (one model per task) is grouped over seeds beside the run's own multitask model
+    and, with the same heads, 07's best; the differences are paired by seed, per task."""
+    def novel(folder, seed, single, final, para_head="concat"):
+        stages = [{"name": n, "best": {k: v}} for (n, k), v in zip(report.SINGLE.items(), single)]
+        cfg = {"profile": "cpu", "dropout": 0.0, "lr": 5e-5, "pipeline": "novel", "seed": seed, "para_head": para_head,
+               "sts_head": "cosine", "encoder": "all-MiniLM-L6-v2"}
+        fake_run(folder, sst_acc=final[0], para_acc=final[1], sts_pearson=final[2], stages=stages, config=cfg)
+    for k, d in enumerate((0.00, 0.01, 0.02)):
+        novel(tmp_path / f"05_novel-no-dropout/seed{k}/novel", k, (0.47 + d, 0.73, 0.88 + d), (0.45 + d, 0.74, 0.87 + d))
+        novel(tmp_path / f"07_explore/pipeline-novel/seed{k}", k, (0.47, 0.83 + d, 0.88), (0.46, 0.84, 0.87), "sbert")
+        fake_run(tmp_path / f"07_beyond/best/seed{k}", sst_acc=0.46 + d, para_acc=0.84, sts_pearson=0.873,
+                 config={"profile": "cpu", "dropout": 0.0, "lr": 5e-5, "seed": k, "para_head": "sbert",
+                         "sts_head": "cosine", "encoder": "all-MiniLM-L6-v2"})
+    fake_run(tmp_path / "parity/novel/seed0", stages=[])                # not a notebook's folder: left out
+    text = "\n".join(report.single_task_markdown(tmp_path))
+    rows = [r for r in text.splitlines() if r.startswith("| `")]
+    assert [r.split(" | ")[0] for r in rows] == ["| `05_novel-no-dropout/seed<k>/novel`"] * 3 \
+        + ["| `07_explore/pipeline-novel/seed<k>`"] * 5
+    assert "| single-task models (Quora concat, STS cosine, dropout 0.0) | 3 | 0.480 ± 0.010 | 0.730 ± 0.000 |" in rows[0]
+    assert rows[2].endswith("| − single-task, paired | 3 | -0.020 [-0.020, -0.020] | +0.010 [+0.010, +0.010] "
+                            "| -0.010 [-0.010, -0.010] |")
+    assert "07's best multitask model (same heads) | 3 | 0.470 ± 0.010 |" in rows[6]     # sbert heads: compared
+    assert "07's best" not in " ".join(rows[:3])                                       # concat heads: not
+    assert rows[7].split(" | ")[3:6] == ["+0.000 [-0.025, +0.025]", "+0.000 [-0.025, +0.025]", "-0.007 [-0.007, -0.007] |"]
