@@ -188,6 +188,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def field_defaults() -> dict[str, Any]:
+    """Every Config field's default: what a run's saved config means by a knob it lacks (one added since it ran)."""
+    return {f.name: f.default for f in fields(Config)}
+
+
 def parse_params(items: list[str]) -> dict[str, str]:
     """Command-line `key=value` items -> {key: value} (strings; Config coerces them)."""
     params = {}

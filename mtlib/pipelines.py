@@ -2,7 +2,6 @@
 (`combine` x `sts_head`); `novel` is rung 5: single-task x3 -> average -> multitask -> frozen encoder."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import random
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .config import Config
+from .config import Config, field_defaults
 from .evaluate import atomic_write_text, evaluate, write_predictions
 from .merge import merge_single_task_states
 from .models import arithmetic, build_model, pick_device, resolve_encoder
@@ -219,7 +218,7 @@ def changed_keys(before: dict, now: dict, used: str | None = None, using: str | 
     this machine's, see `models.arithmetic`): a finished `auto` run that trained in fp32 is the run that
     precision=fp32 asks for. `mid_run` (going on from a checkpoint): the arithmetic alone decides where both are
     known, so that no run changes precision halfway (`auto` is bf16 on one machine and fp32 on another)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    defaults = field_defaults()
     known = bool(used and using)
 
     def same(k):

@@ -7,7 +7,6 @@ results.md from the runs already there.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import field_defaults
 from .data import TASK_NAMES
 from .evaluate import atomic_write_text
 from .notebook import shown
@@ -319,8 +319,8 @@ def results_markdown(runs_dir: str | Path = "reports/runs", out: str | Path = "r
                          + f" | {wall_text(list(runs.values()))} |")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
         lines.append("")
-    lines += (single_task_markdown(runs_dir) + merges_markdown(runs_dir) + methods_markdown(runs_dir, meta) + _beyond_markdown(runs_dir, meta)
-              + pcgrad_seeds_markdown(runs_dir, say_missing=rungs))
+    lines += (single_task_markdown(runs_dir) + merges_markdown(runs_dir) + methods_markdown(runs_dir, meta)
+              + _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir, say_missing=rungs))
     if rungs:
         lines += claims_markdown(claims_table(rows))
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
@@ -447,8 +447,7 @@ def single_task_markdown(runs_dir: str | Path) -> list[str]:
 
 def _config(m: dict) -> dict:
     """A run's config with every knob it lacks (added since it ran) at the default, which keeps the old behaviour."""
-    from .config import Config
-    return {**{f.name: f.default for f in dataclasses.fields(Config)}, **m["config"]}
+    return {**field_defaults(), **m["config"]}
 
 
 def _interval_text(p: dict) -> str:
