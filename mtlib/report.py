@@ -587,12 +587,16 @@ def _table_markdown(runs: dict[str, list[dict]]) -> list[str]:
             + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)] + [""])
 
 
+def _by_seed(seeds: list[dict]) -> dict[int, dict]:
+    """A row's runs ({seed: metrics.json}), those whose config names their seed: what pairs rows by seed."""
+    return {m["config"]["seed"]: m for m in seeds if "seed" in m.get("config", {})}
+
+
 def _ablation_per_task(runs: dict[str, list[dict]]) -> list[str]:
     """Under an ablation table: each row's task metrics that differ from the first row's, paired by seed, with a
     95% interval that excludes zero (a knob may move one task with the mean unmoved); nothing where none does."""
-    by_seed = lambda seeds: {m["config"]["seed"]: m for m in seeds if "seed" in m.get("config", {})}
     first = next(iter(runs.values()))
-    found = [(name, resolved_tasks(by_seed(seeds), by_seed(first))) for name, seeds in runs.items() if seeds is not first]
+    found = [(name, resolved_tasks(_by_seed(seeds), _by_seed(first))) for name, seeds in runs.items() if seeds is not first]
     lines = [f"- **{name}**: {'; '.join(tasks)}." for name, tasks in found if tasks]
     return ["Task metrics a row moves, paired by seed with the first row (95% interval excludes zero):", "",
             *lines, ""] if lines else []
@@ -794,7 +798,7 @@ def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
     that rows with different seeds are never compared) with its 95% t-interval where two or more seeds pair, and
     the wall time per seed."""
     first_runs = next(iter(runs.values()))
-    by_seed = lambda seeds: {m["config"]["seed"]: m["overall"] for m in seeds if "seed" in m.get("config", {})}
+    by_seed = lambda seeds: {k: m["overall"] for k, m in _by_seed(seeds).items()}
     table = []
     for name, seeds in runs.items():
         row = {"configuration": name, "seeds": len(seeds)}
