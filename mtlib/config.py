@@ -18,13 +18,13 @@ CHOICES = {
     "pipeline": ("multitask", "novel"),
     "profile": ("smoke", "cpu", "paper"),
     "pooling": ("mean", "cls", "pooler"),
-    "sts_head": ("mlp", "cosine"),
+    "sts_head": ("mlp", "cosine", "cross"),
     "combine": surgery.METHODS,            # sum, pcgrad (mtlib's own) and torchjd's Gramian weightings
     "reduction": ("sum", "mean"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
     "dropout_impl": ("fast", "torch"),
-    "para_head": ("concat", "sbert"),
+    "para_head": ("concat", "sbert", "cross"),
     "sts_features": ("concat", "sbert"),
     "sts_loss": ("mse", "cosent"),
     "schedule": ("constant", "linear"),
@@ -63,11 +63,13 @@ class Config:
     profile: Optional[str] = None          # None -> $MTLIB_PROFILE, else `paper` on a GPU, `cpu` without
     encoder: str = DEFAULT_ENCODER         # Hugging Face name or local folder
     pooling: str = "mean"                  # all-MiniLM-L6-v2 was trained with mean pooling
-    sts_head: Optional[str] = None         # None -> `mlp` for multitask, `cosine` for novel
+    sts_head: Optional[str] = None         # None -> `mlp` for multitask, `cosine` for novel; cross: a cross-encoder
+                                           # (both sentences in one sequence, an MLP on its pooled output)
     combine: Optional[str] = None          # None -> `sum` for multitask, `pcgrad` for novel
     combine_options: str = ""              # the method's options, e.g. "c=0.4" (cagrad); "" = defaults (surgery.OPTIONS)
     reduction: str = "sum"                 # sum/PCGrad: sum (Yu et al.) or mean of the (projected) gradients
-    para_head: str = "concat"              # paraphrase MLP input: concat [u; v] (report) or sbert [u; v; |u-v|; u*v]
+    para_head: str = "concat"              # paraphrase MLP input: concat [u; v] (report), sbert [u; v; |u-v|; u*v],
+                                           # or cross: the pooled output of one joint sequence [CLS] a [SEP] b [SEP]
     sts_features: str = "concat"           # the same choice for sts_head=mlp's input
     sts_loss: str = "mse"                  # sts_head=cosine: mse on 5*ReLU(cos) (report) or cosent (Su 2022) on cos
     dropout: float = 0.1
@@ -176,6 +178,10 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; valid names: {', '.join(sorted(known))}")
         return cls(**values)
+
+    def joint(self, task: str) -> bool:
+        """Whether `task`'s two sentences go through the encoder as one sequence (its head is `cross`)."""
+        return (task == "para" and self.para_head == "cross") or (task == "sts" and self.sts_head == "cross")
 
     def bucketed(self, task: str) -> bool:
         """Whether `task`'s training batches are length-bucketed."""

@@ -256,23 +256,25 @@ def download(dest: str | Path, base_url: str = DOWNLOAD_URL, force: bool = False
 
 @dataclass
 class Encoded:
-    """A split tokenized once: per row, one token-id list per sentence (1 for sst, 2 for pairs)."""
+    """A split tokenized once: per row, one token-id list per sentence (1 for sst, 2 for pairs), or for a pair
+    encoded jointly one list holding both sentences, with its token types (0: first sentence, 1: second)."""
     task: str
     split: str
     ids: list[str]
     tokens: list[list[list[int]]]
     labels: np.ndarray | None
-    lengths: np.ndarray          # longest sentence of each row, for bucketing
+    lengths: np.ndarray          # longest sequence of each row, for bucketing
     pad_id: int
+    types: list[list[int]] | None = None   # joint pairs: token type ids per row (None: the tokenizer has none)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-# Token ids per (tokenizer, max_length, texts), least recently used first. Keyed on a hash of the sentences
+# Token ids per (tokenizer, max_length, joint, texts), least recently used first. Keyed on a hash of the sentences
 # themselves, so a file edited during a kernel session is tokenized again; bounded, so a long session does not
 # keep every split it ever saw. An on-disk cache is not used: see the README ("Data").
-_TOKEN_CACHE: OrderedDict[tuple, tuple[list[list[list[int]]], np.ndarray]] = OrderedDict()
+_TOKEN_CACHE: OrderedDict[tuple, tuple[list[list[list[int]]], np.ndarray, list[list[int]] | None]] = OrderedDict()
 TOKEN_CACHE_SIZE = 16          # splits (one run uses 9)
 
 
@@ -285,32 +287,49 @@ def texts_digest(texts: list[tuple[str, ...]]) -> str:
     return h.hexdigest()
 
 
-def encode(split: Split, tokenizer, max_length: int) -> Encoded:
-    """Tokenize every sentence of `split` with the (fast) tokenizer, truncating to `max_length`.
+def _tokenize(split: Split, tokenizer, max_length: int, joint: bool):
+    """(tokens, lengths, types) of `split`: each sentence on its own, truncated to `max_length`; or with `joint`,
+    each pair as the tokenizer's pair sequence ([CLS] a [SEP] b [SEP] for BERT), truncated longest-first to
+    2 * max_length so that it holds as much as the two sentences encoded apart."""
+    n, k = len(split), (len(split.texts[0]) if split.texts else 1)
+    if joint:
+        if k != 2:
+            raise ValueError(f"joint encoding needs sentence pairs; {split.task} has {k} sentence(s) per row")
+        out = tokenizer([r[0] for r in split.texts], [r[1] for r in split.texts], truncation="longest_first",
+                        max_length=2 * max_length) if n else {"input_ids": []}
+        tokens = [[ids] for ids in out["input_ids"]]
+        types = out.get("token_type_ids")
+    else:
+        flat = [row[i] for i in range(k) for row in split.texts]
+        ids = tokenizer(flat, truncation=True, max_length=max_length)["input_ids"] if flat else []
+        tokens, types = [[ids[i * n + r] for i in range(k)] for r in range(n)], None
+    lengths = np.array([max(len(s) for s in row) for row in tokens], dtype=np.int64)
+    return tokens, lengths, types
 
-    The token ids are cached in memory on (tokenizer name and size, max_length, a hash of the sentences), so the
-    stages and runs of one process tokenize a split once, and changed sentences are tokenized again.
+
+def encode(split: Split, tokenizer, max_length: int, joint: bool = False) -> Encoded:
+    """Tokenize every sentence of `split` with the (fast) tokenizer, truncating to `max_length`; with `joint`, each
+    pair as one sequence (a cross-encoder's input).
+
+    The token ids are cached in memory on (tokenizer name and size, max_length, joint, a hash of the sentences), so
+    the stages and runs of one process tokenize a split once, and changed sentences are tokenized again.
     """
-    key = (type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer), max_length,
+    key = (type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer), max_length, joint,
            texts_digest(split.texts))
     if key in _TOKEN_CACHE:
         _TOKEN_CACHE.move_to_end(key)
     else:
-        k = len(split.texts[0]) if split.texts else 1
-        flat = [row[i] for i in range(k) for row in split.texts]
-        ids = tokenizer(flat, truncation=True, max_length=max_length)["input_ids"] if flat else []
-        n = len(split)
-        tokens = [[ids[i * n + r] for i in range(k)] for r in range(n)]
-        lengths = np.array([max(len(s) for s in row) for row in tokens], dtype=np.int64)
-        _TOKEN_CACHE[key] = (tokens, lengths)
+        _TOKEN_CACHE[key] = _tokenize(split, tokenizer, max_length, joint)
         while len(_TOKEN_CACHE) > TOKEN_CACHE_SIZE:
             _TOKEN_CACHE.popitem(last=False)
-    tokens, lengths = _TOKEN_CACHE[key]
-    return Encoded(split.task, split.split, split.ids, tokens, split.labels, lengths, tokenizer.pad_token_id or 0)
+    tokens, lengths, types = _TOKEN_CACHE[key]
+    return Encoded(split.task, split.split, split.ids, tokens, split.labels, lengths, tokenizer.pad_token_id or 0,
+                   types)
 
 
 def collate(enc: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:
-    """Pad the chosen rows to their own longest sentence. Pairs: sentence 1 rows first, then sentence 2."""
+    """Pad the chosen rows to their own longest sequence. Pairs: sentence 1 rows first, then sentence 2 (joint
+    pairs: one sequence per row, with `token_type_ids` where the tokenizer gives them)."""
     k = len(enc.tokens[rows[0]])
     seqs = [enc.tokens[r][i] for i in range(k) for r in rows]
     width = max(len(s) for s in seqs)
@@ -320,6 +339,11 @@ def collate(enc: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:
         input_ids[j, : len(s)] = torch.tensor(s)
         mask[j, : len(s)] = 1
     batch = {"input_ids": input_ids, "attention_mask": mask}
+    if enc.types is not None:
+        types = torch.zeros((len(seqs), width), dtype=torch.long)
+        for j, r in enumerate(rows):
+            types[j, : len(enc.types[r])] = torch.tensor(enc.types[r])
+        batch["token_type_ids"] = types
     if enc.labels is not None:
         batch["labels"] = torch.from_numpy(enc.labels[rows])
     return batch

@@ -137,24 +137,32 @@ def task_loss(task: str, output: torch.Tensor, labels: torch.Tensor, sts_head: s
 
 class MultitaskModel(nn.Module):
     """Shared encoder, SST head (5 logits), paraphrase head (1 logit), STS head (a 0-5 score from the MLP,
-    or a cosine for the cosine head: `predict` turns it into 5 * ReLU(cos))."""
+    or a cosine for the cosine head: `predict` turns it into 5 * ReLU(cos)).
+
+    A pair head is a bi-encoder (each sentence pooled on its own, the head on the two embeddings), or with `cross`
+    a cross-encoder: both sentences in one sequence, so attention compares their tokens, and an MLP on its pooled
+    output (Devlin et al. 2019's sentence-pair setup). The data must then be encoded jointly (`Config.joint`)."""
 
     def __init__(self, encoder: nn.Module, pooling: str = "mean", sts_head: str = "mlp", dropout: float = 0.1,
                  para_head: str = "concat", sts_features: str = "concat", sts_loss: str = "mse"):
         super().__init__()
         self.encoder, self.pooling, self.sts_head_kind = encoder, pooling, sts_head
         self.features = {"para": para_head, "sts": sts_features}
+        self.joint = {t for t, kind in (("para", para_head), ("sts", sts_head)) if kind == "cross"}
         self.sts_loss = sts_loss
         h = encoder.config.hidden_size
-        width = {"concat": 2 * h, "sbert": 4 * h}
+        width = {"concat": 2 * h, "sbert": 4 * h, "cross": h}
         self.heads = nn.ModuleDict({
             "sst": mlp(h, h, 5, dropout),
             "para": mlp(width[para_head], h, 1, dropout),
-            "sts": mlp(width[sts_features], h, 1, dropout) if sts_head == "mlp" else CosineHead(),
+            "sts": CosineHead() if sts_head == "cosine" else mlp(width["cross" if "sts" in self.joint else sts_features],
+                                                               h, 1, dropout),
         })
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
         if self.pooling == "cls":
             return out.last_hidden_state[:, 0]
         if self.pooling == "pooler":
@@ -166,13 +174,17 @@ class MultitaskModel(nn.Module):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits (sst: B x 5, para: B), STS scores (mlp head: B) or STS cosines (cosine head: B)."""
-        # both sentences of a pair go through the encoder in one call (rows: all first sentences, then all second)
-        return self.head(task, self.embed(batch["input_ids"], batch["attention_mask"]))
+        # both sentences of a pair go through the encoder in one call (rows: all first sentences, then all second;
+        # a cross head's pairs: one joint sequence per row)
+        return self.head(task, self.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")))
 
     def head(self, task: str, e: torch.Tensor) -> torch.Tensor:
-        """The task's head on pooled embeddings: B x H for sst; 2B x H for pairs (u rows first, then v rows)."""
+        """The task's head on pooled embeddings: B x H for sst and joint pairs; 2B x H for the other pairs (u rows
+        first, then v rows)."""
         if task == "sst":
             return self.heads["sst"](e).float()
+        if task in self.joint:
+            return self.heads[task](e).float().squeeze(-1)
         n = e.shape[0] // 2
         u, v = e[:n], e[n:]
         if task == "sts" and self.sts_head_kind == "cosine":

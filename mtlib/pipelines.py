@@ -289,7 +289,7 @@ def gradient_noise(out_dir: str | Path, n_batches: int = 4, stage: str = "multit
     device = pick_device(cfg)
     model, tokenizer = model_for(cfg, device)
     load_checkpoint(model, out / "checkpoints" / f"{stage}.safetensors")
-    data = {t: {"train": D.encode(split["train"], tokenizer, cfg.max_length)} for t, split in load_splits(cfg).items()}
+    data = {t: {"train": encode_split(cfg, split["train"], tokenizer)} for t, split in load_splits(cfg).items()}
     return gradient_cosines(model, data, cfg, device, n_batches, cfg.seed)
 
 
@@ -320,7 +320,7 @@ def merge_grid(out_dir: str | Path, grid=MERGE_GRID) -> dict:
     for task, f in files.items():
         load_checkpoint(model, f)
         singles[task] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    dev = {t: {"dev": D.encode(split["dev"], tokenizer, cfg.max_length)} for t, split in load_splits(cfg).items()}
+    dev = {t: {"dev": encode_split(cfg, split["dev"], tokenizer)} for t, split in load_splits(cfg).items()}
     rows = []
     for method, lam, density in grid:
         model.load_state_dict(merge_single_task_states(singles, initial, method, lam, density))
@@ -353,8 +353,13 @@ def load_splits(cfg: Config) -> dict[str, dict[str, D.Split]]:
 
 def encode_splits(cfg: Config, splits: dict[str, dict[str, D.Split]], tokenizer) -> dict[str, dict[str, D.Encoded]]:
     """{task: {split: Encoded}}, tokenized once with the encoder's tokenizer."""
-    return {task: {s: D.encode(split, tokenizer, cfg.max_length) for s, split in by_split.items()}
+    return {task: {s: encode_split(cfg, split, tokenizer) for s, split in by_split.items()}
             for task, by_split in splits.items()}
+
+
+def encode_split(cfg: Config, split: D.Split, tokenizer) -> D.Encoded:
+    """One split tokenized as `cfg`'s heads take it: pairs apart, or as one sequence for a cross head."""
+    return D.encode(split, tokenizer, cfg.max_length, joint=cfg.joint(split.task))
 
 
 def prepare_out_dir(out_dir: str) -> Path:

@@ -189,9 +189,9 @@ class FrozenFeatures:
                 out = None
                 for start in range(0, len(needed), cfg.eval_batch_size):
                     chunk = needed[start: start + cfg.eval_batch_size]
-                    batch = collate(enc, chunk)
-                    e = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
-                    k = e.shape[0] // len(chunk)                                   # sentences per row
+                    batch = {k: v.to(device) for k, v in collate(enc, chunk).items() if k != "labels"}
+                    e = model.embed(**batch).float()
+                    k = e.shape[0] // len(chunk)                                   # sequences per row
                     if out is None:
                         out = torch.zeros(k, len(enc), e.shape[-1], device=device)
                     out[:, torch.from_numpy(chunk).to(device)] = e.view(k, len(chunk), -1)

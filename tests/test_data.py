@@ -368,3 +368,31 @@ def test_bucketing_sorts_lengths_within_each_window_of_pool_batches():
             assert sum(len(b) for b in batches) == len(window)   # every batch lies inside one window
             runs = np.concatenate([np.sort(enc.lengths[b]) for b in batches])
             assert np.all(np.diff(runs) >= 0)                   # and the window's lengths are cut in sorted order
+
+
+def test_joint_pairs_are_one_sequence_with_token_types(tmp_path, tokenizer, monkeypatch):
+    """A cross head's input: [CLS] a [SEP] b [SEP], types 0 through the first [SEP] and 1 after, 0 on padding;
+    truncated longest-first to twice max_length; cached apart from the same split encoded sentence by sentence."""
+    monkeypatch.setattr(data, "_TOKEN_CACHE", type(data._TOKEN_CACHE)())
+    long = "one two three four five six seven eight nine ten"
+    write(tmp_path, "para", "train", [["0", "a", "a short one", long, "1.0"], ["1", "b", "tiny", "also tiny", "0.0"]])
+    split = load_split("para", "train", tmp_path)
+    joint = data.encode(split, tokenizer, 6, joint=True)
+    apart = data.encode(split, tokenizer, 6)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    words = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]
+    # row 0: 3 + 10 words, 3 special tokens, 12 in all: the longer sentence gives up its last words
+    assert joint.tokens[0] == [[cls, *words("a short one"), sep, *words(long)[:6], sep]]
+    assert joint.tokens[1] == [[cls, *words("tiny"), sep, *words("also tiny"), sep]]
+    assert list(joint.lengths) == [12, 6]
+    assert apart.tokens[1] == [[cls, *words("tiny"), sep], [cls, *words("also tiny"), sep]]
+    batch = data.collate(joint, np.array([1, 0]))
+    assert batch["input_ids"].shape == (2, 12)                        # one sequence per pair
+    assert batch["token_type_ids"][0].tolist() == [0, 0, 0, 1, 1, 1] + [0] * 6
+    assert batch["token_type_ids"][1].tolist() == [0] * 5 + [1] * 7
+    assert batch["attention_mask"].sum(1).tolist() == [6, 12]
+    assert "token_type_ids" not in data.collate(apart, np.array([1, 0]))
+    assert data.collate(apart, np.array([1, 0]))["input_ids"].shape[0] == 4   # u rows, then v rows
+    write(tmp_path, "sst", "train", sst_rows(2))
+    with pytest.raises(ValueError, match="sentence pairs; sst has 1"):
+        data.encode(load_split("sst", "train", tmp_path), tokenizer, 6, joint=True)

@@ -146,7 +146,7 @@ def test_pair_head_input_layout(tiny_encoder, kind, width):
     model, tok = build_model(tiny_encoder, "mean", "mlp", 0.0, para_head=kind, sts_features=kind)
     h = model.encoder.config.hidden_size
     u, v = torch.randn(2, h), torch.randn(2, h)
-    model.embed = lambda input_ids, attention_mask: torch.cat([u, v])     # rows: u of each pair, then v
+    model.embed = lambda *batch: torch.cat([u, v])     # rows: u of each pair, then v
     pairs = batch(tok, ["a", "b", "c", "d"])
     expected = {"concat": torch.cat([u, v], -1), "sbert": torch.cat([u, v, (u - v).abs(), u * v], -1)}[kind]
     for task in ("para", "sts"):
@@ -157,6 +157,31 @@ def test_pair_head_input_layout(tiny_encoder, kind, width):
         model(task, pairs)
         hook.remove()
         assert torch.equal(seen[0], expected)
+
+
+def test_cross_heads_take_one_joint_sequence_per_pair(tiny_encoder):
+    """para_head=cross, sts_head=cross: one row per pair, its pooled output straight into the MLP (width H), the token
+    types reach the encoder, and the STS loss is MSE on the MLP's score."""
+    model, tok = build_model(tiny_encoder, "mean", "cross", 0.0, para_head="cross")
+    model.eval()
+    h = model.encoder.config.hidden_size
+    pairs = dict(tok(["a", "d"], ["b c", "e f g"], padding=True, return_tensors="pt"))
+    assert pairs["token_type_ids"].any()
+    for task in ("para", "sts"):
+        seen = []
+        first = model.heads[task][1]
+        assert first.in_features == h
+        hook = first.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+        out = model(task, pairs)
+        hook.remove()
+        assert out.shape == (2,)
+        assert torch.equal(seen[0], model.embed(**pairs))
+    untyped = {**pairs, "token_type_ids": torch.zeros_like(pairs["token_type_ids"])}
+    assert not torch.allclose(model("para", untyped), model("para", pairs))
+    y = torch.tensor([1.0, 4.0])
+    out = model("sts", pairs)
+    assert torch.equal(model.loss("sts", out, y), torch.nn.functional.mse_loss(out, y))
+    assert torch.equal(model.predict("sts", out), out)
 
 
 def test_unloadable_encoder_names_what_was_tried(tmp_path):

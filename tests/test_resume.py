@@ -63,7 +63,8 @@ def same_run(a, b) -> None:
     ("multitask", "multitask", 2, 3, {}),
     ("novel", "single_sst", 1, 4, {}),
     ("multitask", "multitask", 2, 3, {"schedule": "linear", "warmup": 0.3, "sts_head": "cosine", "sts_loss": "cosent",
-                                      "para_head": "sbert", "combine": "gradvac", "head_lr": 3e-3, "ema": 0.8})])
+                                      "para_head": "sbert", "combine": "gradvac", "head_lr": 3e-3, "ema": 0.8}),
+    ("multitask", "multitask", 2, 3, {"para_head": "cross", "sts_head": "cross"})])
 def test_sigkill_then_resume_is_bit_identical(tiny_config, tmp_path, pipeline, stage, epoch, step, extra):
     cfg = {**tiny_config, "pipeline": pipeline, "batch_size": 4, "epochs": 3, "single_task_epochs": 3,
            "steps_per_epoch": 0, "checkpoint_every": 2, "combine": "pcgrad", "dropout": 0.1, **extra}

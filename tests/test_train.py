@@ -111,25 +111,28 @@ def test_same_seed_same_metrics(tiny_config, tmp_path):
     assert [s["history"] for s in a["stages"]] == [s["history"] for s in b["stages"]]
 
 
-def test_frozen_features_are_the_encoder_outputs_in_the_heads_layout(tiny_config):
-    """The cached frozen-stage inputs equal a fresh eval-mode encoder forward, pairs as u rows then v rows, and the
-    head on them gives what the full model gives; the parameter-free cosine STS head is left out."""
+@pytest.mark.parametrize("heads", [dict(sts_head="cosine"), dict(sts_head="cross", para_head="cross")])
+def test_frozen_features_are_the_encoder_outputs_in_the_heads_layout(tiny_config, heads):
+    """The cached frozen-stage inputs equal a fresh eval-mode encoder forward, pairs as u rows then v rows (cross
+    heads: one joint row per pair), and the head on them gives what the full model gives; the parameter-free cosine
+    STS head is left out."""
     import numpy as np
     from mtlib.data import collate
     from mtlib.pipelines import encode_splits, load_splits, make_config
     from mtlib.train import FrozenFeatures
-    cfg = make_config(tiny_config, dropout=0.3, precision="fp32")   # bf16 autocast on a bf16 CPU would differ by ~1e-4
-    model, tok = build_model(cfg.encoder, "mean", "cosine", 0.3)
+    cfg = make_config(tiny_config, dropout=0.3, precision="fp32", **heads)   # bf16 autocast here would differ by ~1e-4
+    model, tok = build_model(cfg.encoder, "mean", cfg.sts_head, 0.3, para_head=cfg.para_head)
     data = encode_splits(cfg, load_splits(cfg), tok)
     rows = np.array([5, 0, 17])
     feats = FrozenFeatures(model, data, {t: np.array([17, 3, 5, 0, 5]) for t in TASKS}, cfg, torch.device("cpu"))
-    assert feats.tasks == ("sst", "para") and model.training      # mode given back
+    assert feats.tasks == (("sst", "para") if cfg.sts_head == "cosine" else TASKS) and model.training   # mode given back
     assert torch.count_nonzero(feats.features["sst"].abs().sum(-1)) == 4       # only the rows asked for
     model.eval()
     for task in feats.tasks:
-        batch = collate(data[task]["train"], rows)
+        batch = {k: v for k, v in collate(data[task]["train"], rows).items() if k != "labels"}
+        assert len(batch["input_ids"]) == len(rows) * (1 if task == "sst" or cfg.joint(task) else 2)
         with torch.no_grad():
-            expected = model.embed(batch["input_ids"], batch["attention_mask"])
+            expected = model.embed(**batch)
             assert torch.allclose(feats.batch(task, rows), expected, atol=1e-5)
             assert torch.allclose(model.head(task, feats.batch(task, rows)), model(task, batch), atol=1e-5)
 
