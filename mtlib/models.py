@@ -152,11 +152,11 @@ class MultitaskModel(nn.Module):
         self.sts_loss = sts_loss
         h = encoder.config.hidden_size
         width = {"concat": 2 * h, "sbert": 4 * h, "cross": h}
+        sts_width = width["cross" if sts_head == "cross" else sts_features]
         self.heads = nn.ModuleDict({
             "sst": mlp(h, h, 5, dropout),
             "para": mlp(width[para_head], h, 1, dropout),
-            "sts": CosineHead() if sts_head == "cosine" else mlp(width["cross" if "sts" in self.joint else sts_features],
-                                                               h, 1, dropout),
+            "sts": CosineHead() if sts_head == "cosine" else mlp(sts_width, h, 1, dropout),
         })
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
