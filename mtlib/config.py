@@ -72,6 +72,8 @@ class Config:
                                            # or cross: the pooled output of one joint sequence [CLS] a [SEP] b [SEP]
     sts_features: str = "concat"           # the same choice for sts_head=mlp's input
     sts_loss: str = "mse"                  # sts_head=cosine: mse on 5*ReLU(cos) (report) or cosent (Su 2022) on cos
+    loss_weights: str = ""                 # e.g. "sts=0.5": a task's loss x weight in multitask steps ("": 1 each,
+                                           # the report's plain sum); single-task stages are not weighted
     dropout: float = 0.1
     lr: Optional[float] = None
     head_lr: Optional[float] = None        # the task heads' lr; None = lr (the report's one rate for every parameter)
@@ -162,6 +164,7 @@ class Config:
             raise ConfigError(f"bucket_tasks={self.bucket_tasks!r} is not valid; give a comma-separated subset of "
                               "sst, para, sts (bucket=false buckets none)")
         self.bucket_tasks = ",".join(t for t in ("sst", "para", "sts") if t in names)    # one spelling per set
+        self.loss_weights = _parse_weights(self.loss_weights)
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every} is not valid; use a step count, or 0")
         for name in ("steps_per_epoch", "max_train", "max_eval"):
@@ -183,6 +186,10 @@ class Config:
         """Whether `task`'s two sentences go through the encoder as one sequence (its head is `cross`)."""
         return (task == "para" and self.para_head == "cross") or (task == "sts" and self.sts_head == "cross")
 
+    def loss_weight(self, task: str) -> float:
+        """`task`'s loss weight in a multitask step (1 unless `loss_weights` names it)."""
+        return dict(_weights(self.loss_weights)).get(task, 1.0)
+
     def bucketed(self, task: str) -> bool:
         """Whether `task`'s training batches are length-bucketed."""
         return self.bucket and task in self.bucket_tasks.split(",")
@@ -197,6 +204,22 @@ class Config:
 def field_defaults() -> dict[str, Any]:
     """Every Config field's default: what a run's saved config means by a knob it lacks (one added since it ran)."""
     return {f.name: f.default for f in fields(Config)}
+
+
+def _weights(text: str) -> list[tuple[str, float]]:
+    return [(k.strip(), float(v)) for k, _, v in (item.partition("=") for item in text.split(",") if item.strip())]
+
+
+def _parse_weights(text: str) -> str:
+    """`loss_weights` checked and spelled one way: tasks in sst, para, sts order, weights of 1 left out."""
+    try:
+        weights = dict(_weights(text))
+    except ValueError:
+        weights = None
+    if weights is None or not set(weights) <= {"sst", "para", "sts"} or not all(0 < w < float("inf") for w in weights.values()):
+        raise ConfigError(f"loss_weights={text!r} is not valid; give task=weight pairs, e.g. \"sts=0.5\" or "
+                          "\"sst=2,para=1\", with tasks from sst, para, sts and weights > 0 (\"\": 1 each)")
+    return ",".join(f"{t}={weights[t]:g}" for t in ("sst", "para", "sts") if weights.get(t, 1.0) != 1.0)
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

@@ -752,6 +752,7 @@ WITHOUT = {
     "combine": dict(combine="sum"),
     "dropout": dict(dropout=0.1),
     "ema": dict(ema=0.0),
+    "loss_weights": dict(loss_weights=""),
 }
 
 

@@ -464,8 +464,10 @@ def train_step(model, data, cfg, tasks, samplers, optimizer, grads, generator, d
                                 f"lower lr (now {cfg.lr}) or use precision=fp32; {_resume_hint(checkpointer)}")
         if grads is not None:
             grads.before_backward()
+        weight = cfg.loss_weight(task) if len(tasks) > 1 else 1.0
         if loss.requires_grad:        # a frozen encoder + the cosine head leave nothing to train
-            loss.backward()           # the graphs share only the cached bf16 weight casts, which save no tensors
+            # the graphs share only the cached bf16 weight casts, which save no tensors
+            (loss * weight if weight != 1.0 else loss).backward()
         record[f"loss_{task}"] = loss.item()
         clock.lap("backward")
         if grads is not None:

@@ -56,6 +56,16 @@ def test_bucket_tasks_names_tasks_and_is_spelled_one_way():
             Config(profile="cpu", bucket_tasks=bad)
 
 
+def test_loss_weights_are_validated_and_spelled_one_way():
+    cfg = Config(profile="cpu", loss_weights=" sts=0.50, sst=2,para=1")
+    assert cfg.loss_weights == "sst=2,sts=0.5"                        # task order, weights of 1 left out
+    assert [cfg.loss_weight(t) for t in ("sst", "para", "sts")] == [2.0, 1.0, 0.5]
+    assert Config(profile="cpu").loss_weight("sts") == 1.0
+    for bad in ("sts", "quora=2", "sts=0", "sts=-1", "sts=nan", "sts=inf", "sts=half"):
+        with pytest.raises(ConfigError, match="task=weight pairs"):
+            Config(profile="cpu", loss_weights=bad)
+
+
 def test_combine_options_are_validated_for_the_chosen_method():
     assert Config(profile="cpu", combine="cagrad", combine_options="c=0.2").combine_options == "c=0.2"
     assert Config.from_dict({"profile": "cpu", "combine": "mgda", "combine_options": "max_iters=50"}).combine == "mgda"

@@ -88,6 +88,24 @@ def test_novel_pipeline_stages(tiny_config):
     assert m["final_stage"] == "frozen"
 
 
+def test_loss_weights_scale_a_task_gradient_in_multitask_steps_only(tiny_config, tmp_path):
+    """sts=0.5 halves the STS gradient of the first multitask step (same batch, same weights) and leaves the others;
+    the single-task stages of the novel pipeline train as without it, step for step."""
+    def records(**kw):
+        out = tmp_path / "_".join(f"{k}{v}" for k, v in kw.items())
+        run(tiny_config, out_dir=str(out), pipeline="novel", epochs=1, single_task_epochs=1, precision="fp32", **kw)
+        steps = [json.loads(l) for l in open(out / "metrics.jsonl") if '"step"' in l]
+        return [{k: v for k, v in r.items() if not (k == "step_s" or k.startswith("t_"))} for r in steps]   # no timings
+    plain, weighted = records(), records(loss_weights="sts=0.5")
+    first = {name: next(r for r in rs if r["stage"] == "multitask") for name, rs in (("plain", plain), ("weighted", weighted))}
+    assert first["weighted"]["norm_before_sts"] == pytest.approx(first["plain"]["norm_before_sts"] / 2, rel=1e-5)
+    for task in ("sst", "para"):
+        assert first["weighted"][f"norm_before_{task}"] == first["plain"][f"norm_before_{task}"]
+    assert first["weighted"]["loss_sts"] == first["plain"]["loss_sts"]           # the logged loss is unweighted
+    single = lambda rs: [r for r in rs if r["stage"].startswith("single_")]
+    assert len(single(plain)) > 3 and single(weighted) == single(plain)
+
+
 def test_frozen_stage_leaves_the_encoder_untouched(tiny_config, tiny_data):
     from mtlib.pipelines import encode_splits, load_splits, make_config
     from mtlib.train import JsonlLog, Stage, train_stage
