@@ -219,7 +219,9 @@ def _parse_weights(text: str) -> str:
     if weights is None or not set(weights) <= {"sst", "para", "sts"} or not all(0 < w < float("inf") for w in weights.values()):
         raise ConfigError(f"loss_weights={text!r} is not valid; give task=weight pairs, e.g. \"sts=0.5\" or "
                           "\"sst=2,para=1\", with tasks from sst, para, sts and weights > 0 (\"\": 1 each)")
-    return ",".join(f"{t}={weights[t]:g}" for t in ("sst", "para", "sts") if weights.get(t, 1.0) != 1.0)
+    # repr: the shortest spelling that reads back as the same float (no digits lost), without a trailing ".0"
+    return ",".join(f"{t}={repr(weights[t]).removesuffix('.0')}" for t in ("sst", "para", "sts")
+                    if weights.get(t, 1.0) != 1.0)
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

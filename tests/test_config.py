@@ -61,6 +61,7 @@ def test_loss_weights_are_validated_and_spelled_one_way():
     assert cfg.loss_weights == "sst=2,sts=0.5"                        # task order, weights of 1 left out
     assert [cfg.loss_weight(t) for t in ("sst", "para", "sts")] == [2.0, 1.0, 0.5]
     assert Config(profile="cpu").loss_weight("sts") == 1.0
+    assert Config(profile="cpu", loss_weights="sts=0.1234567891").loss_weight("sts") == 0.1234567891   # no digit lost
     for bad in ("sts", "quora=2", "sts=0", "sts=-1", "sts=nan", "sts=inf", "sts=half"):
         with pytest.raises(ConfigError, match="task=weight pairs"):
             Config(profile="cpu", loss_weights=bad)
