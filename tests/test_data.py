@@ -343,7 +343,7 @@ def test_token_cache_is_bounded(tmp_path, tokenizer, monkeypatch):
     for n in range(1, 7):
         data.encode(sp.head(n), tokenizer, 16)
     assert len(data._TOKEN_CACHE) == 3
-    assert [len(tokens) for tokens, _ in data._TOKEN_CACHE.values()] == [4, 5, 6]     # the most recent ones
+    assert [len(tokens) for tokens, *_ in data._TOKEN_CACHE.values()] == [4, 5, 6]     # the most recent ones
 
 
 def _lengths_only(n, seed=0):
