@@ -832,9 +832,7 @@ def _paired_text(p: dict) -> str:
     """"+0.004 [-0.005, +0.012] (n=2)", "-0.044 (n=1: no interval)" or "no seed in common"."""
     if p["n"] == 0:
         return "no seed in common"
-    if p["low"] is None:
-        return f"{p['mean']:+.3f} (n={p['n']}: no interval)"
-    return f"{p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] (n={p['n']})"
+    return _interval_text(p) + (f" (n={p['n']}: no interval)" if p["low"] is None else f" (n={p['n']})")
 
 
 def ablation_runs(out: str | Path) -> dict[str, list[dict]]:
@@ -951,7 +949,7 @@ def resolved_tasks(runs: dict[int, dict], reference: dict[int, dict]) -> list[st
             continue
         ci = paired_interval({s: r[m] for s, r in runs.items()}, {s: r[m] for s, r in reference.items()})
         if ci["low"] is not None and verdict(ci["low"], ci["high"], sign=0) == "holds":     # "differs" holds
-            found.append(f"{m} {ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]")
+            found.append(f"{m} {_interval_text(ci)}")
     return found
 
 
