@@ -60,8 +60,9 @@ FIGURE_SEED = SEEDS[0]
 AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_methods"), ("07_beyond", {}, "07_beyond"))
 # Runs of an AFTER notebook that a rung of PLAN already trains with the same config: (label, method) <- (label, run
 # folder in seed<k>). 06's `sum` is 03's CS rung and its `pcgrad` 04's CS + GS. `execute` copies a finished one into
-# the AFTER notebook's folder before running it; the notebook's run() loads a copy only if its config.json matches
-# (resume=true), and trains it again otherwise, so a copy never stands in for a different run.
+# the folder of the notebook it is about to run, either way (06 from the rungs, or a rung from a 06 that ran first);
+# the notebook's run() loads a copy only if its config.json matches (resume=true), and trains it again otherwise, so
+# a copy never stands in for a different run.
 SAME_RUNS = {("06_gradient_methods", "sum"): ("03_cosine_similarity", "cs"),
              ("06_gradient_methods", "pcgrad"): ("04_cs_gs", "cs_gs")}
 RUNG_TABLES = ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)"))
@@ -655,6 +656,7 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
             if (only and label not in only) or (label in ONCE and seed != seeds[0]):
                 continue
             folder = reports / "runs" / label / f"seed{seed}"
+            reuse_runs(reports / "runs", label, (seed,))
             params = {**{k: str(reports / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
                          for k, v in params.items()},                  # PLAN's *_dir: in reports
                       "out_dir": str(folder), "seed": seed, "resume": True, "progress": False,
@@ -673,13 +675,14 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
 
 
 def reuse_runs(runs: Path, label: str, seeds) -> list[Path]:
-    """Copy each finished rung run that SAME_RUNS names for `label` to <runs>/<label>/<method>/seed<k>, where that
-    folder does not exist yet; leaves out checkpoints (a finished run resumes from metrics.json alone).
-    Returns the folders written."""
+    """Copy each finished run that SAME_RUNS pairs with one of `label`'s into `label`'s folder (an AFTER notebook's
+    <runs>/<label>/<method>/seed<k>, or a rung's <runs>/<label>/seed<k>/<folder>), where that folder does not exist
+    yet; leaves out checkpoints (a finished run resumes from metrics.json alone). Returns the folders written."""
     copied = []
-    for (target, method), (rung, folder) in SAME_RUNS.items():
-        for seed in seeds if target == label else ():
-            src, dst = runs / rung / f"seed{seed}" / folder, runs / label / method / f"seed{seed}"
+    for (after, method), (rung, folder) in SAME_RUNS.items():
+        for seed in seeds if label in (after, rung) else ():
+            at_after, at_rung = runs / after / method / f"seed{seed}", runs / rung / f"seed{seed}" / folder
+            src, dst = (at_rung, at_after) if label == after else (at_after, at_rung)
             if (src / "metrics.json").exists() and not dst.exists():     # a killed run there: the notebook resumes it
                 shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints"))
                 print(f"{dst}: {src}'s run (same config; the notebook loads it only if config.json still matches)")

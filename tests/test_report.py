@@ -1,5 +1,6 @@
 """results.md from seeds: mean ± std, paired claims with t-intervals and verdicts."""
 import json
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -294,6 +295,23 @@ def test_execute_gives_06_the_rung_runs_it_shares_and_the_notebook_loads_one_onl
     capsys.readouterr()
     run(cs, seed=9, dropout=0.0, out_dir=str(other), resume=True)
     assert "training again" in capsys.readouterr().out
+
+
+def test_execute_gives_a_rung_the_06_run_it_shares_before_its_notebook_runs(tmp_path, tiny_config, monkeypatch):
+    """06 run first (a machine that has its methods but not the ladder): 04's notebook starts from 06's pcgrad run."""
+    import papermill as pm
+    from mtlib.pipelines import run
+    runs = tmp_path / "rep" / "runs"
+    run(dict(tiny_config, pipeline="multitask", combine="pcgrad", sts_head="cosine", seed=1),
+        out_dir=str(runs / "06_gradient_methods/pcgrad/seed1"))
+    copy, seen = runs / "04_cs_gs/seed1/cs_gs", {}
+    monkeypatch.setattr(pm, "execute_notebook",
+                        lambda nb, out, parameters, **kw: seen.update({Path(out).stem: (copy / "metrics.json").exists()}))
+    report.execute("smoke", ["03_cosine_similarity", "04_cs_gs", "04_cs_gs-no-dropout"], tmp_path / "rep", (1,))
+    assert seen == {"03_cosine_similarity-seed1": False, "04_cs_gs-seed1": True,       # in place before 04's notebook
+                    "04_cs_gs-no-dropout-seed1": True}
+    assert not (copy / "checkpoints").exists() and not (runs / "03_cosine_similarity").exists()
+    assert not (runs / "04_cs_gs-no-dropout").exists()                       # another config: nothing to copy
 
 
 def test_single_task_models_beside_the_multitask_models_paired_by_seed(tmp_path):
