@@ -257,7 +257,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.compile_only:
-        from mtlib.evaluate import atomic_write_text
+        from mtlib.files import atomic_write_text
         cfg = Config(profile="cpu", dropout=0.0, sts_head="cosine", para_head="sbert", progress=False)
         device = torch.device("cpu")
         _, tok = build_model(cfg.encoder, cfg.pooling, cfg.sts_head, cfg.dropout, cfg.dropout_impl, cfg.para_head)
@@ -341,10 +341,10 @@ def main() -> None:
 
 def write_report(path, args, cfg, device, med, speedup, step_time, ratio, eval_med, eval_speedup, n_sentences, abl,
                  costs):
-    from mtlib.evaluate import atomic_write_text
+    from mtlib.files import atomic_write_text
     from mtlib.pipelines import _version
     worst, slowest = max((t / costs["sum"], m) for m, t in costs.items()) if costs else (None, None)
-    from mtlib import cost
+    from mtlib.report import cost
     seed = cost.seed_cost()                    # what the runs themselves measured (reports/profile.md)
     novel = seed[seed["run"] == "Novel: CS + GS, no dropout"].iloc[0]
     measured = int(seed["from"].str.startswith("measured").sum())

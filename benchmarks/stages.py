@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from mtlib import data as D  # noqa: E402
 from mtlib.config import Config  # noqa: E402
-from mtlib.evaluate import atomic_write_text  # noqa: E402
+from mtlib.files import atomic_write_text  # noqa: E402
 from mtlib.models import build_model, use_bf16  # noqa: E402
 from mtlib.pipelines import device_name, encode_splits, git_commit, load_splits  # noqa: E402
 from mtlib.train import Checkpointer, FrozenFeatures, JsonlLog, TaskGrads, train_step, upcoming_rows  # noqa: E402

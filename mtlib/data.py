@@ -217,12 +217,12 @@ def to_dataset_dict(splits: dict[str, Split]):
     return datasets.DatasetDict(out)
 
 
-def majority_class(train: Split, other: Split) -> tuple[int, float]:
+def majority_class(train: Split | Encoded, other: Split | Encoded) -> tuple[int, float]:
     """The most frequent label of `train`, and the accuracy on `other` of always predicting it: the level an
-    accuracy has to beat. SST and Quora only (a constant prediction has no Pearson r)."""
+    accuracy has to beat. SST and Quora only (a constant prediction has no Pearson r). Raw or encoded splits."""
     if train.task not in LABEL_NAMES or train.labels is None or other.labels is None or not len(train):
         raise DataError(f"majority class: needs labelled sst or para splits, got {train.task} {train.split}/{other.split}")
-    label = int(np.bincount(train.labels).argmax())
+    label = int(np.bincount(train.labels.astype(np.int64)).argmax())
     return label, float(np.mean(other.labels == label)) if len(other) else float("nan")
 
 

@@ -1,7 +1,6 @@
 """Dev metrics (the report's score) and predictions in the default-project leaderboard format."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score
 
 from .data import Encoded, collate, eval_batches
+from .files import atomic_write_text
 from .models import use_bf16
 
 METRIC = {"sst": "sst_acc", "para": "para_acc", "sts": "sts_pearson"}
@@ -66,11 +66,3 @@ def write_predictions(model, splits: dict[tuple[str, str], Encoded], cfg, device
         atomic_write_text(path, "".join(lines))
         paths.append(path)
     return paths
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so a reader (or a crash) never sees it half-written."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

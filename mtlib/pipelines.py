@@ -17,7 +17,8 @@ import torch
 
 from . import data as D
 from .config import Config, field_defaults
-from .evaluate import atomic_write_text, evaluate, write_predictions
+from .evaluate import METRIC, evaluate, write_predictions
+from .files import atomic_write_text
 from .merge import merge_single_task_states
 from .models import arithmetic, build_model, pick_device, resolve_encoder
 from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines, load_checkpoint, set_rng_state,
@@ -73,7 +74,8 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "final_stage": final.name,
         "best_epoch": final.best_epoch,
         "stages": [vars(r) for r in results],
-        "majority": majority_class(data),
+        # dev accuracy of always answering the most common training label: what a model that learned nothing scores
+        "majority": {METRIC[t]: D.majority_class(data[t]["train"], data[t]["dev"])[1] for t in ("sst", "para")},
         "config": cfg.to_dict(),
         "device": device_name(device),
         "precision": arithmetic(cfg, device),
@@ -332,16 +334,6 @@ def merge_grid(out_dir: str | Path, grid=MERGE_GRID) -> dict:
              "wall_s": round(time.time() - start, 1), "note": QUORA_NOTE}
     atomic_write_text(out / "merges.json", json.dumps(found, indent=2))
     return found
-
-
-def majority_class(data: dict[str, dict[str, D.Encoded]]) -> dict[str, float]:
-    """Dev accuracy of always answering the most common training label (SST, Quora): what a model that learned
-    nothing scores."""
-    out = {}
-    for task, metric in (("sst", "sst_acc"), ("para", "para_acc")):
-        labels = data[task]["train"].labels
-        out[metric] = float(np.mean(data[task]["dev"].labels == np.bincount(labels.astype(np.int64)).argmax()))
-    return out
 
 
 def load_splits(cfg: Config) -> dict[str, dict[str, D.Split]]:

@@ -1,23 +1,25 @@
 """The 07_beyond notebook's ablation: which configurations it runs and how the table summarises seeds."""
 import pytest
 
-from mtlib import report
+from mtlib.report.paper import ablation_configs
+from mtlib.report.runs import ablation_runs, best_run, run_folder
+from mtlib.report.tables import DELTA, _ablation_per_task, ablation_table, publish_predictions
 
 BEST = dict(pipeline="multitask", combine="sum", sts_head="cosine", para_head="sbert", sts_loss="cosent",
             schedule="linear", merge="uniform", dropout=0.0, ema=0.99)
 
 
 def test_each_improvement_is_removed_once_and_unchanged_knobs_give_no_row():
-    rows = report.ablation_configs(BEST, ["para_head", "sts_loss", "schedule", "merge", "sts_head", "dropout", "ema"])
+    rows = ablation_configs(BEST, ["para_head", "sts_loss", "schedule", "merge", "sts_head", "dropout", "ema"])
     assert list(rows) == ["best", "para_head=concat", "sts_loss=mse", "schedule=constant", "sts_head=mlp, sts_loss=mse",
                           "dropout=0.1", "ema=0.0"]                       # merge is uniform already: no row
-    assert rows["ema=0.0"] == {**BEST, "ema": 0.0} and report.run_folder("ema=0.0") == "ema-0.0"
+    assert rows["ema=0.0"] == {**BEST, "ema": 0.0} and run_folder("ema=0.0") == "ema-0.0"
     assert rows["best"] == BEST
     assert rows["sts_loss=mse"] == {**BEST, "sts_loss": "mse"}
     assert rows["sts_head=mlp, sts_loss=mse"] == {**BEST, "sts_head": "mlp", "sts_loss": "mse"}
-    assert report.run_folder("sts_head=mlp, sts_loss=mse") == "sts_head-mlp+sts_loss-mse"
+    assert run_folder("sts_head=mlp, sts_loss=mse") == "sts_head-mlp+sts_loss-mse"
     with pytest.raises(ValueError, match="cannot ablate lr; choose from para_head"):
-        report.ablation_configs(BEST, ["lr"])
+        ablation_configs(BEST, ["lr"])
 
 
 def metrics(sst, para, sts, wall_s):
@@ -27,13 +29,13 @@ def metrics(sst, para, sts, wall_s):
 def test_table_is_mean_and_sample_std_over_seeds_with_wall_time():
     runs = {"best": [metrics(0.5, 0.8, 0.9, 600), metrics(0.6, 0.8, 0.9, 720), metrics(0.4, 0.8, 0.9, 660)],
             "para_head=concat": [metrics(0.5, 0.5, 0.9, 540)]}
-    t = report.ablation_table(runs)
+    t = ablation_table(runs)
     assert list(t.index) == ["best", "para_head=concat"]
     assert t.loc["best", "sst_acc"] == "0.500 ± 0.100"          # sample std of 0.5, 0.6, 0.4
     assert t.loc["best", "para_acc"] == "0.800 ± 0.000" and t.loc["best", "seeds"] == 3
     assert t.loc["best", "wall (min)"] == "11.0 ± 1.0"
     assert t.loc["para_head=concat", "overall"] == "0.633"       # one seed: no std
-    assert report.best_run(runs["best"])["sst_acc"] == 0.6
+    assert best_run(runs["best"])["sst_acc"] == 0.6
 
 
 def test_the_change_is_paired_by_seed_with_its_t_interval():
@@ -43,18 +45,18 @@ def test_the_change_is_paired_by_seed_with_its_t_interval():
     runs = {"best": best,
             "para_head=concat": [at(2, 0.40 - 0.09), at(0, 0.50 - 0.03), at(1, 0.60 - 0.06)],   # order: by seed
             "schedule=constant": [at(1, 0.70)]}
-    t = report.ablation_table(runs)
+    t = ablation_table(runs)
     # overall moves by -0.01, -0.02, -0.03: mean -0.02, sample std 0.01, t(0.975, 2) = 4.303 -> ± 0.0248
-    assert t.loc["para_head=concat", report.DELTA] == "-0.020 [-0.045, +0.005] (n=3)"
-    assert t.loc["schedule=constant", report.DELTA] == f"{(0.70 - 0.60) / 3:+.3f} (n=1: no interval)"   # seed 1 only
-    assert t.loc["best", report.DELTA] == ""
+    assert t.loc["para_head=concat", DELTA] == "-0.020 [-0.045, +0.005] (n=3)"
+    assert t.loc["schedule=constant", DELTA] == f"{(0.70 - 0.60) / 3:+.3f} (n=1: no interval)"   # seed 1 only
+    assert t.loc["best", DELTA] == ""
 
 
 def test_rows_with_no_seed_in_common_are_not_compared():
     """A row's mean minus the best row's mean over different seeds would mix the knob's effect with seed noise."""
     runs = {"best": [{**metrics(0.5, 0.8, 0.9, 600), "config": {"seed": 0}}],
             "para_head=concat": [{**metrics(0.2, 0.5, 0.9, 600), "config": {"seed": 1}}]}
-    assert report.ablation_table(runs).loc["para_head=concat", report.DELTA] == "no seed in common"
+    assert ablation_table(runs).loc["para_head=concat", DELTA] == "no seed in common"
 
 
 def test_a_renamed_row_folder_is_read_where_it_lies_now(tmp_path):
@@ -67,9 +69,9 @@ def test_a_renamed_row_folder_is_read_where_it_lies_now(tmp_path):
     stale = "reports/runs/07_beyond/schedule-constant/seed0"
     (run_dir / "metrics.json").write_text(json.dumps({**metrics(0.5, 0.8, 0.9, 600),
                                                       "config": {"seed": 0, "out_dir": stale}}))
-    [m] = report.ablation_runs(tmp_path / "07_beyond")["best"]
+    [m] = ablation_runs(tmp_path / "07_beyond")["best"]
     assert m["config"]["out_dir"] == str(run_dir.resolve())
-    files = report.publish_predictions(m, tmp_path / "published")
+    files = publish_predictions(m, tmp_path / "published")
     assert [f.name for f in files] == ["sst-dev-output.csv"]
 
 
@@ -77,7 +79,7 @@ def test_wall_time_leaves_out_runs_that_shared_the_machine():
     """A run with CPU use below 95% (cpu_s / (wall_s x threads)) was slowed by another job: not the code's speed."""
     alone = {**metrics(0.5, 0.8, 0.9, 600), "cpu_s": 1176.0, "threads": 2}           # 98%
     shared = {**metrics(0.5, 0.8, 0.9, 1200), "cpu_s": 1680.0, "threads": 2}         # 70%
-    t = report.ablation_table({"best": [alone, {**alone, "wall_s": 720, "cpu_s": 1411.0}, shared], "other": [shared]})
+    t = ablation_table({"best": [alone, {**alone, "wall_s": 720, "cpu_s": 1411.0}, shared], "other": [shared]})
     assert t.loc["best", "wall (min)"] == "11.0 ± 1.4 (1 shared run left out)"
     assert t.loc["other", "wall (min)"] == "20.0 (every run shared)"
 
@@ -91,7 +93,7 @@ def test_rows_that_move_a_task_with_the_mean_unmoved_are_named_under_the_table()
             "ema=0.99": [at(0, 0.49, 0.874), at(1, 0.53, 0.875), at(2, 0.47, 0.875)],      # STS +.004, +.003, +.004
             "head_lr=0.001": [at(0, 0.51, 0.860), at(1, 0.50, 0.882), at(2, 0.49, 0.871)],
             "lr=0.0001": [at(0, 0.40, 0.800)]}
-    lines = report._ablation_per_task(runs)
+    lines = _ablation_per_task(runs)
     named = [line for line in lines if line.startswith("- ")]
     assert named == ["- **ema=0.99**: sts_pearson +0.004 [+0.002, +0.005]."]
-    assert report._ablation_per_task({"best": runs["best"], "head_lr=0.001": runs["head_lr=0.001"]}) == []
+    assert _ablation_per_task({"best": runs["best"], "head_lr=0.001": runs["head_lr=0.001"]}) == []

@@ -106,7 +106,7 @@ def test_make_run_trains_07_beyond_best_configuration():
 
 
 def test_profile_of_one_run_prints_it_and_leaves_profile_md_alone(tiny_config, cli, monkeypatch):
-    from mtlib import cost
+    from mtlib.report import cost
     from mtlib.pipelines import run
     run(tiny_config)
     written = []

@@ -105,3 +105,9 @@ def test_head_options_that_do_not_fit_the_sts_head(kw, message):
     with pytest.raises(ConfigError, match=message):
         Config(profile="cpu", **kw)
     assert Config(profile="cpu", pipeline="novel", sts_loss="cosent").sts_loss == "cosent"
+
+
+def test_combine_methods_are_surgerys():
+    """config names the combine methods itself (it must not import surgery, which imports torch): the same ones."""
+    from mtlib import config, surgery
+    assert config.COMBINE_METHODS == surgery.METHODS and config.WEIGHTINGS == tuple(surgery.WEIGHTINGS)

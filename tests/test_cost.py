@@ -1,4 +1,4 @@
-"""What runs cost (mtlib.cost, reports/profile.md): where a run's time went, one seed of `make report`, and the
+"""What runs cost (mtlib.report.cost, reports/profile.md): where a run's time went, one seed of `make report`, and the
 fast path's parity check."""
 import json
 from pathlib import Path
@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 
 from conftest import fake_run
-from mtlib import cost, report
+from mtlib.report import cost
+from mtlib.report.execute import ReportError
 
 
 def _with_steps(folder, n_steps, pipeline="multitask", **metrics):
@@ -43,7 +44,7 @@ def test_the_profile_takes_each_rows_lowest_quiet_seed_that_ran_in_one_process(t
     fake_run(tmp_path / "03_cosine_similarity" / "seed0" / "cs", cpu_s=60.0, threads=2, wall_s=60.0)       # shared
     fake_run(tmp_path / "03_cosine_similarity" / "seed1" / "cs", cpu_s=118.0, threads=2, wall_s=60.0)      # quiet
     assert tmp_path / "03_cosine_similarity" / "seed1" / "cs" in cost.profile_runs(tmp_path)
-    with pytest.raises(report.ReportError, match="resumed run"):
+    with pytest.raises(ReportError, match="resumed run"):
         cost.profile_markdown([tmp_path / "01_baseline" / "seed0" / "baseline"])
 
 
@@ -82,7 +83,7 @@ def test_parity_compares_a_fast_path_off_run_with_the_seeds_of_its_configuration
     off = dict(precision="fp32", bucket=False, dropout_impl="torch", seed=0, profile="cpu", dropout=0.0)
     fake_run(tmp_path / "parity/best-fast-path-off/seed0", sst_acc=0.44, config={**cfg, **off})
     fake_run(tmp_path / "parity/far/seed0", sst_acc=0.30, config={**cfg, **off})
-    import shutil                      # a copy of a run (report.SAME_RUNS) is the same run: counted once
+    import shutil                      # a copy of a run (paper.SAME_RUNS) is the same run: counted once
     shutil.copytree(tmp_path / "07_beyond/best/seed0", tmp_path / "06_gradient_methods/sum/seed0")
     near, far = sorted(cost.parity(tmp_path), key=lambda r: r["run"])
     assert len(near["fast"]) == 3 and {m["config"]["seed"] for m in near["fast"]} == {0, 1, 2}

@@ -1,9 +1,9 @@
-"""The data card (mtlib.datacard, notebooks/00_data): the majority-class level, the skipped rows, the Quora caveat."""
+"""The data card (mtlib.report.datacard, notebooks/00_data): the majority-class level, the skipped rows, the Quora caveat."""
 from pathlib import Path
 
 import numpy as np
 
-from mtlib import datacard
+from mtlib.report import datacard
 from mtlib.data import Split
 
 

@@ -11,7 +11,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtlib import data, datacard, figures, report  # noqa: E402
+from mtlib import data  # noqa: E402
+from mtlib.report import datacard, figures  # noqa: E402
+from mtlib.report.paper import TASK_PAIRS  # noqa: E402
 
 STAGES = (("single_sst", ("sst",), 1), ("single_para", ("para",), 1), ("single_sts", ("sts",), 1),
           ("multitask", ("sst", "para", "sts"), 3), ("frozen", ("sst", "para", "sts"), 1))
@@ -96,10 +98,10 @@ def test_training_figure_without_data_has_no_reference_lines(novel_run, tmp_path
 def test_gradient_figure(tmp_path):
     n = 30
     frame = pd.DataFrame({"conflicts": 0, "projections": 0, **{f"cos_{a}_{b}": np.linspace(-0.1, 0.1, n)
-                                                              for a, b in report.TASK_PAIRS},
+                                                              for a, b in TASK_PAIRS},
                           **{f"norm_{k}_{t}": 1.0 for k in ("before", "after") for t in ("sst", "para", "sts")}},
                          index=range(n))
-    for a, b in report.TASK_PAIRS:
+    for a, b in TASK_PAIRS:
         frame[f"cos_{a}_{b}_smooth"] = frame[f"cos_{a}_{b}"]
     for t in ("sst", "para", "sts"):
         frame[f"kept_{t}_smooth"] = 1.0

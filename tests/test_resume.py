@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT
 from mtlib.pipelines import run
+from mtlib.report.runs import open_log
 
 
 def args_for(cfg: dict, **extra) -> list[str]:
@@ -53,7 +54,7 @@ def same_run(a, b) -> None:
 
     def steps(d):
         return [{k: v for k, v in json.loads(l).items() if not (k == "step_s" or k.startswith("t_"))}   # timings
-                for l in open(d / "metrics.jsonl")]
+                for l in open_log(d)]
     assert steps(a) == steps(b)          # every loss, cosine and norm of every step, in the same order
 
 
@@ -129,7 +130,7 @@ def test_resume_of_a_finished_run_with_changed_settings_trains_again(tiny_config
 def test_a_moved_finished_run_loads_from_where_it_lies_now(tiny_config, tmp_path):
     """A finished run folder moved to another row (07's best, chosen after the fact) is loaded with its new folder,
     so its leaderboard files are found there (the config it recorded names the old one)."""
-    from mtlib.report import publish_predictions
+    from mtlib.report.tables import publish_predictions
     run({**tiny_config, "out_dir": str(tmp_path / "old")})
     os.rename(tmp_path / "old", tmp_path / "new")
     again = run({**tiny_config, "out_dir": str(tmp_path / "new"), "resume": True})

@@ -1,6 +1,6 @@
 """The dev-only learning-rate sweep (`make sweep`): one run per lr, the best dev mean named, an interrupted sweep
 resumed rather than retrained."""
-from mtlib.sweep import lr_sweep
+from mtlib.report.sweep import lr_sweep
 
 
 def test_sweep_trains_one_run_per_lr_names_the_best_and_loads_finished_runs(tiny_config, tmp_path):

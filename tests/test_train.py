@@ -8,6 +8,7 @@ import torch
 from mtlib.data import TASKS
 from mtlib.models import build_model
 from mtlib.pipelines import run
+from mtlib.report.runs import open_log
 from mtlib.surgery import WEIGHTINGS, combine, make_weighting
 from mtlib.train import TaskGrads, upcoming_rows
 
@@ -65,7 +66,7 @@ def test_multitask_pcgrad_run_writes_metrics_predictions_and_telemetry(tiny_conf
     assert saved["overall"] == pytest.approx((saved["sst_acc"] + saved["para_acc"] + saved["sts_pearson"]) / 3)
     assert saved["best_epoch"] in (1, 2) and saved["final_stage"] == "multitask"
     assert saved["config"]["combine"] == "pcgrad" and saved["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
-    steps = [json.loads(l) for l in open(f"{out}/metrics.jsonl") if '"step"' in l]
+    steps = [json.loads(l) for l in open_log(out) if '"step"' in l]
     assert len(steps) == 2 * 4
     assert {"cos_sst_para", "cos_sst_sts", "cos_para_sts", "norm_after_sts", "conflicts", "loss_para"} <= set(steps[0])
     for task in ("sst", "para", "sts"):
@@ -94,7 +95,7 @@ def test_loss_weights_scale_a_task_gradient_in_multitask_steps_only(tiny_config,
     def records(**kw):
         out = tmp_path / "_".join(f"{k}{v}" for k, v in kw.items())
         run(tiny_config, out_dir=str(out), pipeline="novel", epochs=1, single_task_epochs=1, precision="fp32", **kw)
-        steps = [json.loads(l) for l in open(out / "metrics.jsonl") if '"step"' in l]
+        steps = [json.loads(l) for l in open_log(out) if '"step"' in l]
         return [{k: v for k, v in r.items() if not (k == "step_s" or k.startswith("t_"))} for r in steps]   # no timings
     plain, weighted = records(), records(loss_weights="sts=0.5")
     first = {name: next(r for r in rs if r["stage"] == "multitask") for name, rs in (("plain", plain), ("weighted", weighted))}
@@ -157,7 +158,7 @@ def test_frozen_features_are_the_encoder_outputs_in_the_heads_layout(tiny_config
 
 def test_step_records_carry_a_profile_that_adds_up(tiny_config):
     m = run(tiny_config, pipeline="novel", epochs=1)
-    steps = [json.loads(l) for l in open(Path(tiny_config["out_dir"]) / "metrics.jsonl") if '"step"' in l]
+    steps = [json.loads(l) for l in open_log(tiny_config["out_dir"]) if '"step"' in l]
     for r in steps:
         phases = sum(v for k, v in r.items() if k.startswith("t_"))
         assert {"t_data", "t_forward", "t_backward", "t_optimizer"} <= set(r)
@@ -173,7 +174,7 @@ def test_step_records_carry_a_profile_that_adds_up(tiny_config):
 def test_zero_epochs_skips_a_stage(tiny_config, single, frozen, names):
     m = run(tiny_config, pipeline="novel", epochs=1, single_task_epochs=single, frozen_epochs=frozen)
     assert [s["name"] for s in m["stages"]] == names and m["final_stage"] == names[-1]
-    merged = [json.loads(l) for l in open(Path(tiny_config["out_dir"]) / "metrics.jsonl") if '"merged"' in l]
+    merged = [json.loads(l) for l in open_log(tiny_config["out_dir"]) if '"merged"' in l]
     assert len(merged) == (1 if single else 0)
 
 
@@ -236,7 +237,7 @@ def test_a_knob_added_after_a_run_counts_as_its_default():
 
 
 def _step_records(out_dir):
-    return [json.loads(line) for line in open(Path(out_dir) / "metrics.jsonl") if '"step"' in line]
+    return [json.loads(line) for line in open_log(out_dir) if '"step"' in line]
 
 
 @pytest.mark.parametrize("schedule", ["constant", "linear"])
@@ -257,7 +258,7 @@ def test_novel_with_ties_merge_and_a_schedule_per_stage(tiny_config):
     m = run(tiny_config, pipeline="novel", epochs=1, steps_per_epoch=2, merge="ties", merge_density=0.5,
             schedule="linear", warmup=0.5)
     assert m["config"]["merge"] == "ties" and m["final_stage"] == "frozen"
-    records = [json.loads(line) for line in open(Path(tiny_config["out_dir"]) / "metrics.jsonl")]
+    records = [json.loads(line) for line in open_log(tiny_config["out_dir"])]
     assert any(r["type"] == "epoch" and r["stage"] == "merged" for r in records)
     for stage in ("single_sst", "single_para", "single_sts", "multitask", "frozen"):
         lrs = [r["lr"] for r in records if r["type"] == "step" and r["stage"] == stage]
@@ -276,7 +277,7 @@ def test_merge_grid_reproduces_the_merged_model_the_run_logged(tiny_config):
     from mtlib.pipelines import merge_grid
     run(tiny_config, pipeline="novel", epochs=1, steps_per_epoch=2, merge="ties", merge_density=0.5, frozen_epochs=0)
     out = Path(tiny_config["out_dir"])
-    logged, = [r for r in map(json.loads, open(out / "metrics.jsonl")) if r["type"] == "epoch" and r["stage"] == "merged"]
+    logged, = [r for r in map(json.loads, open_log(out)) if r["type"] == "epoch" and r["stage"] == "merged"]
     found = merge_grid(out, grid=(("uniform", 1.0, 1.0), ("ties", 1.0, 0.5), ("task_arithmetic", 1 / 3, 1.0)))
     uniform, ties, third = found["rows"]
     assert ties["sts_pearson"] != uniform["sts_pearson"]        # the merges differ, so the match below means something

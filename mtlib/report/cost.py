@@ -10,24 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import TASKS
-from .evaluate import atomic_write_text
-from .notebook import shown
-from .report import (
-    PLAN,
-    ROOT,
-    ROWS,
-    SAME_RUNS,
-    ReportError,
-    _cpu_fraction,
-    _cpu_use,
-    _shared,
-    ablation_runs,
-    at_root,
-    finished_runs,
-    paired_interval,
-    steps,
-)
+from ..data import TASKS
+from ..files import atomic_write_text
+from ..notebook import ROOT, shown
+from .execute import ReportError
+from .paper import PLAN, ROWS, SAME_RUNS
+from .runs import ablation_runs, cpu_fraction, cpu_use, finished_runs, repo_path, shared_machine, steps
+from .stats import paired_interval
 
 # ------------------------------------------------------------------ where a run's time goes
 PHASES = ("data", "forward", "backward", "surgery", "optimizer")
@@ -67,7 +56,7 @@ def profile_markdown(run_dirs: list[str | Path]) -> str:
              "best-epoch files, `log`). This table sums them; `rest` is the wall time neither accounts for.", ""]
     cols = ["steps", "per step (s)", *PHASES, *OUTSIDE, "rest", "wall (s)"]
     for d in run_dirs:
-        d = at_root(d)
+        d = repo_path(d)
         m = json.loads((d / "metrics.json").read_text())
         c = m["config"]
         if m.get("resumed"):
@@ -78,8 +67,8 @@ def profile_markdown(run_dirs: list[str | Path]) -> str:
                   f"{m['device']}, {m['precision']}; pipeline {c['pipeline']}, profile {c['profile']}, dropout "
                   f"{c['dropout']}, batch {c['batch_size']}, {c['epochs']} epoch(s) × {c['steps_per_epoch'] or 'full'} "
                   f"steps, seed {c['seed']}, mtlib {m.get('versions', {}).get('mtlib', '?')}"
-                  + (f", CPU use {_cpu_use(m)}" + (" (below 95%: the machine was shared)" if _shared(m) else "")
-                     if _cpu_use(m) else ", CPU use not recorded (before 983957f)") + ".", "",
+                  + (f", CPU use {cpu_use(m)}" + (" (below 95%: the machine was shared)" if shared_machine(m) else "")
+                     if cpu_use(m) else ", CPU use not recorded (before 983957f)") + ".", "",
                   "| stage | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for stage, r in t.iterrows():
             cells = [f"{int(r['steps'])}", "" if pd.isna(r["per step (s)"]) else f"{r['per step (s)']:.3f}"]
@@ -96,8 +85,8 @@ def profile_runs(runs_dir: str | Path = "reports/runs") -> list[Path]:
     while its wall time counts only the last one): the lowest quiet seed, else the lowest of unknown CPU use, else
     the lowest shared one. The rungs' rows, then 07's best configuration (what `make run` trains)."""
     rank = {True: 0, None: 1, False: 2}
-    rows = [finished_runs(at_root(runs_dir) / label, f"seed*/{sub}") for _, _, label, sub in ROWS]
-    rows.append(finished_runs(at_root(runs_dir) / "07_beyond" / "best", "seed*"))          # what `make run` trains
+    rows = [finished_runs(repo_path(runs_dir) / label, f"seed*/{sub}") for _, _, label, sub in ROWS]
+    rows.append(finished_runs(repo_path(runs_dir) / "07_beyond" / "best", "seed*"))          # what `make run` trains
     found = []
     for runs in rows:
         seeds = sorted((rank[_quiet(m)], k, d) for k, (d, m) in runs.items() if not m.get("resumed"))
@@ -114,10 +103,10 @@ def write_profile(run_dirs: list[str | Path] | None = None, out: str | Path = "r
         raise ReportError("no finished runs to profile; pass run folders, or run `make report` first")
     text = "\n".join([profile_markdown(run_dirs), seed_cost_markdown(profiled=run_dirs), parity_markdown(),
                       machines_markdown()])
-    savings = at_root("reports/stage-savings.json")
+    savings = repo_path("reports/stage-savings.json")
     if savings.exists():
         text += "\n" + savings_markdown(json.loads(savings.read_text()))
-    path = at_root(out)
+    path = repo_path(out)
     atomic_write_text(path, text)
     return path
 
@@ -146,9 +135,9 @@ def savings_markdown(r: dict) -> str:
 def _quiet(m: dict) -> bool | None:
     """Whether a run's wall time is the code's speed: trained in one process (not resumed), on a machine it had to
     itself (CPU use ≥ 95%). None: not resumed, but made before CPU use was recorded, so it cannot tell."""
-    if m.get("resumed") or _shared(m):
+    if m.get("resumed") or shared_machine(m):
         return False
-    return True if _cpu_fraction(m) is not None or str(m.get("device", "")).startswith("cuda") else None
+    return True if cpu_fraction(m) is not None or str(m.get("device", "")).startswith("cuda") else None
 
 
 def _cost(runs: list[tuple[Path, dict]]) -> dict:
@@ -168,7 +157,7 @@ def _cost(runs: list[tuple[Path, dict]]) -> dict:
 
 def _planned_steps(params: dict, profile: str) -> int | None:
     """Training steps of a multitask run that `make report` starts with these notebook parameters."""
-    from .config import PROFILES
+    from ..config import PROFILES
     p = {**PROFILES[profile], **{k: v for k, v in params.items() if k in PROFILES[profile]}}
     return p["epochs"] * p["steps_per_epoch"] if p["steps_per_epoch"] else None
 
@@ -178,8 +167,8 @@ def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd
     loads from the rungs, SAME_RUNS) and 07's ablation rows. Measured where the row has quiet runs; else projected: a
     novel run as the other novel row (the same stages and steps), a multitask run at the median cost per step of the
     measured multitask rows."""
-    from .surgery import METHODS
-    runs_dir = at_root(runs_dir)
+    from ..surgery import METHODS
+    runs_dir = repo_path(runs_dir)
     params = {label: p for _, p, label in PLAN}
     rows = []
     for _, name, label, sub in ROWS:
@@ -193,7 +182,7 @@ def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd
                      "planned": _planned_steps({}, profile), **_cost(runs)})
     for name, seeds in ablation_runs(runs_dir / "07_beyond").items():
         rows.append({"notebook": "07_beyond", "run": name, "planned": _planned_steps({}, profile),
-                     **_cost([(at_root(m["config"]["out_dir"]), m) for m in seeds])})
+                     **_cost([(repo_path(m["config"]["out_dir"]), m) for m in seeds])})
     table = pd.DataFrame(rows)
     known = table[table["wall_s"].notna()]
     multitask = known[(known["pipeline"] == "multitask") & known["quiet"].astype(bool)]
@@ -214,7 +203,7 @@ def seed_cost_markdown(runs_dir: str | Path = "reports/runs", profiled: list[Pat
                        budgets=((40, "issue 9"), (75, "issue 10"))) -> str:
     """The section of profile.md that says what one seed of `make report` costs, against the issues' budgets;
     `profiled`: the run folders whose breakdown gives forward and backward's share of a multitask run."""
-    from .config import PROFILES
+    from ..config import PROFILES
     t = seed_cost(runs_dir, profile)
     lines = ["## One seed of `make report`", "",
              "Every run that one seed of `make report` trains (`00_data` trains nothing), on the machine its runs "
@@ -271,7 +260,7 @@ def _full_config(config: dict) -> dict:
     """A run's config with the fields it predates filled with their defaults (what that mtlib did)."""
     from dataclasses import MISSING, fields
 
-    from .config import Config
+    from ..config import Config
     return {**{f.name: f.default for f in fields(Config) if f.default is not MISSING}, **config}
 
 
@@ -282,7 +271,7 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
     the parity run's metric lies inside it, i.e. within the seed-to-seed spread of the fast path."""
     import numpy as np
     from scipy import stats
-    runs_dir = at_root(runs_dir)
+    runs_dir = repo_path(runs_dir)
     everything = _distinct([(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
                             if "parity" not in p.relative_to(runs_dir).parts[0]])
     found = []
@@ -307,7 +296,7 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
 
 
 def _distinct(runs: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
-    """`runs` without copies of a run listed earlier (report.SAME_RUNS copies 03's and 04's runs into 06's folder):
+    """`runs` without copies of a run listed earlier (paper.SAME_RUNS copies 03's and 04's runs into 06's folder):
     a copy's metrics.json is the original's, byte for byte."""
     seen, kept = set(), []
     for d, m in runs:
@@ -361,7 +350,7 @@ def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
         verdict = ("No verdict: fewer than two fast-path runs to measure the spread." if len(fast) < 2
                    else "**Parity holds**: every metric lies within the fast path's seed-to-seed spread." if not outside
                    else f"**Outside the fast path's spread**: {', '.join(outside)}.")
-        speed = (f" Wall time: this run {off['wall_s'] / 60:.1f} min (CPU use {_cpu_use(off) or 'not recorded'}), "
+        speed = (f" Wall time: this run {off['wall_s'] / 60:.1f} min (CPU use {cpu_use(off) or 'not recorded'}), "
                  f"fast path on {walls[len(walls) // 2] / 60:.1f} min (median of {len(walls)} quiet run(s))."
                  if walls else "")
         lines += ["", verdict + speed, ""]
@@ -456,7 +445,7 @@ def across_machines(runs_dir: str | Path = "reports/runs") -> list[dict]:
     """Runs of one configuration and seed, in the same precision (resolved: `auto` is fp32 where there is no native
     bf16), on two devices: the difference the machine's arithmetic alone makes, paired by seed.
     [{"config", "a", "b", "metrics"}]: device b minus device a, a and b in sorted order."""
-    runs_dir = at_root(runs_dir)
+    runs_dir = repo_path(runs_dir)
     everything = _distinct([(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))])
     groups: dict[str, dict[str, dict[int, dict]]] = {}
     for _, m in everything:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import TASK_NAMES
-from .notebook import shown
+from ..data import TASK_NAMES
+from ..notebook import shown
 
 OFFICIAL_QUORA_DEV_ROWS = 20_214     # pairs in the official quora-dev.csv of the default project
 SPLIT_ORDER = ("train", "dev", "test")
@@ -14,7 +14,7 @@ SPLIT_ORDER = ("train", "dev", "test")
 
 def label_table(splits: dict[str, dict]) -> pd.DataFrame:
     """Rows per label and split (SST and Quora by label name), with each label's share of its split."""
-    from .data import LABEL_NAMES
+    from ..data import LABEL_NAMES
     rows = []
     for task in ("sst", "para"):
         for split, sp in splits[task].items():
@@ -33,7 +33,7 @@ def label_table(splits: dict[str, dict]) -> pd.DataFrame:
 def majority_table(splits: dict[str, dict]) -> pd.DataFrame:
     """Per task: the train split's most frequent label and the accuracy of always predicting it on each labelled
     split: the level every accuracy in this project is read against."""
-    from .data import LABEL_NAMES, majority_class
+    from ..data import LABEL_NAMES, majority_class
     rows = []
     for task in ("sst", "para"):
         by_split = splits[task]
@@ -51,7 +51,7 @@ def token_lengths(dsets: dict, tokenizer, max_train: int | None = None, max_eval
     `datasets.Dataset.map` on the first max_train / max_eval rows of each split: one row per sentence."""
     import datasets
 
-    from .data import TEXT_COLUMNS
+    from ..data import TEXT_COLUMNS
     frames, bars_were_off = [], datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()            # nine short bars: noise in an executed notebook
     for task, dd in dsets.items():

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluate import atomic_write_text
-from .report import METRICS, at_root
+from ..files import atomic_write_text
+from .paper import METRICS
+from .runs import repo_path
+
 SWEEP = dict(pipeline="multitask", sts_head="cosine", combine="sum", profile="cpu", steps_per_epoch=400, seed=0)
 
 
@@ -17,11 +19,11 @@ def lr_sweep(lrs: tuple[float, ...] = (2e-5, 5e-5, 1e-4), runs_dir: str | Path =
     Dev only; test labels are never read. Runs already complete with the same config are loaded (resume), so an
     interrupted sweep goes on. Writes the table, with device and wall time per run, to `out`.
     """
-    from .pipelines import run
+    from ..pipelines import run
     cfg = {**SWEEP, **params, "progress": False, "resume": True}
     rows = []
     for lr in lrs:
-        m = run(cfg, lr=lr, out_dir=str(at_root(runs_dir) / f"lr{lr:g}"))
+        m = run(cfg, lr=lr, out_dir=str(repo_path(runs_dir) / f"lr{lr:g}"))
         rows.append({"lr": lr, **{k: m[k] for k in METRICS}, "wall (min)": m["wall_s"] / 60, "device": m["device"],
                      "precision": m["precision"]})
     table = pd.DataFrame(rows)
@@ -39,7 +41,7 @@ def lr_sweep(lrs: tuple[float, ...] = (2e-5, 5e-5, 1e-4), runs_dir: str | Path =
         lines.append(f"| {r['lr']:g} | " + " | ".join(f"{r[k]:.3f}" for k in METRICS)
                      + f" | {r['wall (min)']:.1f} | {r['device']} | {r['precision']} |")
     lines += ["", f"**Best dev mean: lr {best['lr']:g}** (overall {best['overall']:.3f}).", ""]
-    path = at_root(out)
+    path = repo_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines))
     return table

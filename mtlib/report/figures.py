@@ -1,6 +1,6 @@
 """The figures the notebooks show and `make report` saves under reports/figures/: one seaborn theme, one colour
 per task (losses, metrics, majority-class lines), others for the task pairs; legends and titles in plain names.
-Each plot reads its numbers through `report` (a run's metrics.jsonl, the runs' tables) and draws nothing else."""
+Each plot reads its numbers through `runs` (a run's metrics.jsonl) or the tables it is given and draws nothing else."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import TASK_NAMES
-from .report import METRICS, TASK_PAIRS, at_root, epochs, steps
+from ..data import TASK_NAMES
+from .paper import METRICS, TASK_PAIRS
+from .runs import epochs, repo_path, steps
 
 THEME = dict(style="whitegrid", context="notebook", palette="colorblind", font_scale=0.85)
 METRIC_NAMES = {"sst_acc": "SST accuracy", "para_acc": "Quora accuracy", "sts_pearson": "STS Pearson r",
@@ -33,7 +34,7 @@ def _theme() -> dict[str, tuple]:
 
 def _save(fig, figures_dir: str | Path | None, name: str) -> None:
     if figures_dir:
-        folder = at_root(figures_dir)
+        folder = repo_path(figures_dir)
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
 
@@ -52,7 +53,7 @@ def majority_levels(out_dir: str | Path) -> dict[str, float]:
     caps the run in `out_dir` used; empty when its data folder is not here."""
     import warnings
 
-    from . import data as D
+    from .. import data as D
     out = Path(out_dir)
     cfg = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
     data_dir = cfg.get("data_dir")
@@ -180,7 +181,7 @@ def plot_labels(splits: dict[str, dict], figures_dir=None, name: str = "labels")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .data import LABEL_NAMES
+    from ..data import LABEL_NAMES
     _theme()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained",
                              gridspec_kw={"width_ratios": (1.5, 0.8, 1.2)})

@@ -1,0 +1,113 @@
+"""The report's numbers and the experiment plan: Chada & Jolly's dev tables (PAPER), the notebooks `make report`
+executes (PLAN, AFTER), the rows of results.md (ROWS) and the claims it tests (CLAIMS), 07's ablation knobs
+(WITHOUT). Constants and one pure function; nothing here reads a run."""
+from __future__ import annotations
+
+TASK_PAIRS = (("sst", "para"), ("sst", "sts"), ("para", "sts"))
+METRICS = ("sst_acc", "para_acc", "sts_pearson", "overall")
+# The report's dev numbers (Chada & Jolly, tables in section 5.4): SST acc, Quora acc, STS Pearson, overall.
+PAPER = {
+    "Baseline": (0.494, 0.386, 0.325, 0.402),
+    "Gradient Surgery (GS)": (0.444, 0.380, -0.003, 0.274),
+    "Cosine Similarity (CS)": (0.497, 0.753, 0.600, 0.617),
+    "CS + GS": (0.494, 0.785, 0.635, 0.638),
+    "CS + GS, no dropout": (0.510, 0.781, 0.739, 0.677),
+    "Novel: CS + GS": (0.517, 0.814, 0.762, 0.698),
+    "Novel: CS + GS, no dropout": (0.528, 0.821, 0.776, 0.708),
+}
+# (notebook, papermill parameters, run label) executed by `make report` for every seed, in order. "{seed}" in a
+# parameter is the seed's folder. The last one is claim (e'): CS+GS without dropout for as many encoder-training
+# steps as the novel pipeline takes on the cpu profile (534 + 700 + 378 single-task + 700 multitask = 2,312).
+PLAN = (
+    ("00_data", {}, "00_data"),
+    ("01_baseline", {}, "01_baseline"),
+    ("02_gradient_surgery", {"baseline_dir": "runs/01_baseline/{seed}/baseline"}, "02_gradient_surgery"),
+    ("03_cosine_similarity", {}, "03_cosine_similarity"),
+    ("04_cs_gs", {}, "04_cs_gs"),
+    ("04_cs_gs", {"dropout": 0}, "04_cs_gs-no-dropout"),
+    ("05_novel", {}, "05_novel"),
+    ("05_novel", {"dropout": 0}, "05_novel-no-dropout"),
+    ("04_cs_gs", {"dropout": 0, "epochs": 3, "steps_per_epoch": 771}, "04_cs_gs-no-dropout-novel-steps"),
+)
+SEEDS = (0, 1, 2)
+ONCE = ("00_data",)          # labels that train nothing: executed for the first seed only
+# the seed whose figures go to <reports_dir>/figures (README, results.md); every other seed's lie beside its runs, so
+# that seeds added in a later sitting (`make report SEEDS="1"`) never overwrite them
+FIGURE_SEED = SEEDS[0]
+# Notebooks that loop over seeds themselves (-p seeds [...]): executed once, after PLAN, with all the seeds asked for,
+# into <reports_dir>/notebooks/<label>.ipynb and <reports_dir>/runs/<label>/<row>/seed<k>/.
+AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_methods"), ("07_beyond", {}, "07_beyond"))
+# Runs of an AFTER notebook that a rung of PLAN already trains with the same config: (label, method) <- (label, run
+# folder in seed<k>). 06's `sum` is 03's CS rung and its `pcgrad` 04's CS + GS. `execute` copies a finished one into
+# the folder of the notebook it is about to run, either way (06 from the rungs, or a rung from a 06 that ran first);
+# the notebook's run() loads a copy only if its config.json matches (resume=true), and trains it again otherwise, so
+# a copy never stands in for a different run.
+SAME_RUNS = {("06_gradient_methods", "sum"): ("03_cosine_similarity", "cs"),
+             ("06_gradient_methods", "pcgrad"): ("04_cs_gs", "cs_gs")}
+RUNG_TABLES = ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)"))
+# results.md rows: (table, row name, run label, run folder inside <label>/seed<k>/)
+ROWS = (
+    (1, "Baseline", "01_baseline", "baseline"),
+    (1, "Gradient Surgery (GS)", "02_gradient_surgery", "pcgrad_sum"),
+    (1, "GS, mean reduction (not in the report)", "02_gradient_surgery", "pcgrad_mean"),
+    (1, "Cosine Similarity (CS)", "03_cosine_similarity", "cs"),
+    (1, "CS + GS", "04_cs_gs", "cs_gs"),
+    (1, "CS + GS, no dropout", "04_cs_gs-no-dropout", "cs_gs"),
+    (1, "CS + GS, no dropout, novel's step count (not in the report)", "04_cs_gs-no-dropout-novel-steps", "cs_gs"),
+    (2, "Novel: CS + GS", "05_novel", "novel"),
+    (2, "Novel: CS + GS, no dropout", "05_novel-no-dropout", "novel"),
+)
+# The report's claims, each a paired difference (row a - row b, same seeds) of one metric, and the sign claimed:
+# +1 (a is higher), -1 (a is lower), 0 (they differ).
+CLAIMS = (
+    ("a", "GS on the baseline hurts STS", "Gradient Surgery (GS)", "Baseline", "sts_pearson", -1),
+    ("b", "the cosine head helps STS", "Cosine Similarity (CS)", "Baseline", "sts_pearson", +1),
+    ("b", "the cosine head helps the mean", "Cosine Similarity (CS)", "Baseline", "overall", +1),
+    ("c", "CS+GS beats CS", "CS + GS", "Cosine Similarity (CS)", "overall", +1),
+    ("d", "no dropout beats dropout 0.1 (CS+GS)", "CS + GS, no dropout", "CS + GS", "overall", +1),
+    ("d", "no dropout beats dropout 0.1 (novel)", "Novel: CS + GS, no dropout", "Novel: CS + GS", "overall", +1),
+    ("e", "novel beats CS+GS (dropout 0.1)", "Novel: CS + GS", "CS + GS", "overall", +1),
+    ("e", "novel beats CS+GS (no dropout)", "Novel: CS + GS, no dropout", "CS + GS, no dropout", "overall", +1),
+    ("e'", "novel beats CS+GS at an equal step count (no dropout)", "Novel: CS + GS, no dropout",
+     "CS + GS, no dropout, novel's step count (not in the report)", "overall", +1),
+    ("f", "PCGrad's mean reduction changes STS (vs sum)", "GS, mean reduction (not in the report)",
+     "Gradient Surgery (GS)", "sts_pearson", 0),
+    ("f", "PCGrad's mean reduction changes the mean (vs sum)", "GS, mean reduction (not in the report)",
+     "Gradient Surgery (GS)", "overall", 0),
+)
+# results.md's single-task section: each single-task stage's metric, and what 07's best row must share with a run
+# to stand beside its single-task models
+SINGLE = {"single_sst": "sst_acc", "single_para": "para_acc", "single_sts": "sts_pearson"}
+HEADS = ("encoder", "profile", "lr", "dropout", "para_head", "sts_head", "sts_loss", "sts_features", "pooling")
+# What 06 runs by default with the smoke profile (tests): the reference and a QP weighting (GradVac's state has its
+# own resume test).
+SMOKE_METHODS = ("sum", "upgrad")
+# What "removing" an improvement sets, for each knob the 07 notebook can ablate: the report's choice.
+WITHOUT = {
+    "para_head": dict(para_head="concat"),
+    "sts_features": dict(sts_features="concat"),
+    "sts_loss": dict(sts_loss="mse"),
+    "schedule": dict(schedule="constant"),
+    "merge": dict(merge="uniform"),
+    "sts_head": dict(sts_head="mlp", sts_loss="mse", sts_features="concat"),   # CoSENT needs the cosine head
+    "combine": dict(combine="sum"),
+    "dropout": dict(dropout=0.1),
+    "ema": dict(ema=0.0),
+    "loss_weights": dict(loss_weights=""),
+}
+
+
+def ablation_configs(best: dict, ablate: list[str]) -> dict[str, dict]:
+    """{"best": best, "para_head=concat": best with that knob set back to the report's choice (WITHOUT), ...},
+    one row per knob in `ablate`, named by what it changes. A knob whose best value is already the report's
+    (or that `best` leaves unset) gives no row: it would repeat the best one."""
+    unknown = sorted(set(ablate) - set(WITHOUT))
+    if unknown:
+        raise ValueError(f"cannot ablate {', '.join(unknown)}; choose from {', '.join(WITHOUT)}")
+    rows = {"best": dict(best)}
+    for knob in ablate:
+        if best.get(knob, WITHOUT[knob][knob]) == WITHOUT[knob][knob]:
+            continue
+        changed = {k: v for k, v in WITHOUT[knob].items() if best.get(k, v) != v or k == knob}
+        rows[", ".join(f"{k}={v}" for k, v in changed.items())] = {**best, **changed}
+    return rows
