@@ -13,15 +13,14 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 PROFILE ?= cpu
 SEEDS ?= 0 1 2
-# where make report writes notebooks/, runs/, figures/ and results.md: another machine's runs go to a folder of their
-# own (e.g. REPORTS=reports/xeon), since no row or claim mixes devices
-REPORTS ?= reports
+# the run store: make report trains into $(STORE)/<this machine's device key>/, so no row or claim mixes devices
+STORE ?= reports/runs
 # pytest-xdist workers for make test, one torch thread each (conftest.py); --dist loadfile keeps a notebook's cells in
 # one kernel. 0 runs the suite in this process, as plain `pytest --nbval-lax` does.
 TEST_WORKERS ?= 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run run-novel test lab report bench parity sweep profile data clean strip gpu-pack
+.PHONY: setup run run-novel test lab report tables bench parity sweep profile data clean strip gpu-pack
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 # --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
@@ -55,8 +54,11 @@ test: setup  ## unit tests + every notebook under nbval (smoke profile), on TEST
 lab: setup  ## JupyterLab at the repository root: the project's kernel, data folder and offline hub as for make run
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-report: setup  ## every notebook for every seed (SEEDS="0 1 2") with papermill, then reports/results.md; resumes
-	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS) --reports $(REPORTS)
+report: setup  ## every notebook for every seed (SEEDS="0 1 2") into reports/runs/<device key>/, then make tables; resumes
+	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS) --store $(STORE)
+
+tables: setup  ## every device's results page, reports/runs.csv and the README's tables, from the committed runs (seconds)
+	$(PY) -m mtlib tables --store $(STORE)
 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
 	$(PY) -m mtlib sweep
@@ -74,26 +76,27 @@ bench: setup  ## training/eval speed, one process, interleaved -> reports/perfor
 # alone, the fast path otherwise on: FastDropout's own parity. Where the CPU or GPU has native bf16 (the fast path's
 # bf16 autocast is on), also the best configuration with bf16 alone off, with bucketing alone off and with STS's
 # batches alone unbucketed (bucket_tasks=sst,para: where bucketing's STS cost lies), beside its
-# fast-path runs on this machine (reports/runs/fast-path/; a parity run is compared only with runs of its own device).
+# fast-path runs on this machine ($(HERE)/fast-path/; a parity run is compared only with runs of its own device).
 # PARITY_SEEDS="0": one seed each.
 PARITY_SEEDS ?= $(SEEDS)
+HERE = $(STORE)/$(shell $(PY) -c "from mtlib.store import here; print(here())")
 PARITY_RUN := $(PY) -m mtlib run profile=$(PROFILE) progress=false resume=true
 NATIVE_BF16 := $(PY) -c "import sys; from mtlib.config import Config; from mtlib.models import pick_device, use_bf16; \
   c = Config(profile='$(PROFILE)'); sys.exit(not use_bf16(c, pick_device(c)))"
 parity: setup  ## the fast path off (best), nn.Dropout (CS + GS) and, with native bf16, fp32 and no bucketing alone: each seed -> profile.md
 	for k in $(PARITY_SEEDS); do \
 	  $(PARITY_RUN) $(BEST) precision=fp32 bucket=false dropout_impl=torch seed=$$k \
-	    out_dir=reports/runs/parity/best-fast-path-off/seed$$k || exit 1; \
+	    out_dir=$(HERE)/parity/best-fast-path-off/seed$$k || exit 1; \
 	done
 	for k in $(PARITY_SEEDS); do \
 	  $(PARITY_RUN) pipeline=multitask combine=pcgrad sts_head=cosine dropout=0.1 dropout_impl=torch seed=$$k \
-	    out_dir=reports/runs/parity/cs_gs-torch-dropout/seed$$k || exit 1; \
+	    out_dir=$(HERE)/parity/cs_gs-torch-dropout/seed$$k || exit 1; \
 	done
 	if $(NATIVE_BF16); then for k in $(PARITY_SEEDS); do \
-	  $(PARITY_RUN) $(BEST) seed=$$k out_dir=reports/runs/fast-path/best/seed$$k || exit 1; \
-	  $(PARITY_RUN) $(BEST) precision=fp32 seed=$$k out_dir=reports/runs/parity/best-fp32/seed$$k || exit 1; \
-	  $(PARITY_RUN) $(BEST) bucket=false seed=$$k out_dir=reports/runs/parity/best-no-bucketing/seed$$k || exit 1; \
-	  $(PARITY_RUN) $(BEST) bucket_tasks=sst,para seed=$$k out_dir=reports/runs/parity/best-sts-unbucketed/seed$$k || exit 1; \
+	  $(PARITY_RUN) $(BEST) seed=$$k out_dir=$(HERE)/fast-path/best/seed$$k || exit 1; \
+	  $(PARITY_RUN) $(BEST) precision=fp32 seed=$$k out_dir=$(HERE)/parity/best-fp32/seed$$k || exit 1; \
+	  $(PARITY_RUN) $(BEST) bucket=false seed=$$k out_dir=$(HERE)/parity/best-no-bucketing/seed$$k || exit 1; \
+	  $(PARITY_RUN) $(BEST) bucket_tasks=sst,para seed=$$k out_dir=$(HERE)/parity/best-sts-unbucketed/seed$$k || exit 1; \
 	done; fi
 	$(PY) -m mtlib profile
 

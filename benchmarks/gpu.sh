@@ -3,7 +3,7 @@
 # (benchmarks/gpu_pack.sh builds it): a seconds-long preflight, then N jobs at a time on the one GPU.
 # Jobs still running DEADLINE s after the start are stopped; finished runs (no checkpoints), executed notebooks,
 # figures and logs come back as tarballs under $OUT. JOBS=<file> replaces the job list (one "name command" a line).
-# Measured on one H200 (reports/gpu/README.md): 2026-11-28, 10 jobs at once, a 700-step rung took 2.6 min each;
+# Measured on one H200 (reports/runs/nvidia-h200/NOTES.md): 2026-11-28, 10 jobs at once, a 700-step rung took 2.6 min each;
 # 2026-11-30, 8 at once, 05_novel on the paper profile trained all its 5,977 steps and was stopped at 516 s while
 # writing its predictions. So the default list below is what is left, with few jobs beside the paper run.
 set -u
@@ -28,14 +28,15 @@ for p in ${PREFLIGHT-fp32}; do
 done
 echo "preflight ok at $(el) s"
 # the jobs: one line each, run N at a time in this order; each writes its own log
-R="$PY -m mtlib report --execute --runs /tmp/none"
+R="$PY -m mtlib report --execute --readme '' --results /tmp/results"
+KEY=$($PY -c "from mtlib.store import here; print(here())")   # this GPU's part of the run store
 {
-  echo "paper05 $R --reports reports/gpu-paper --set encoder=$ENC --profile paper --only 05_novel-no-dropout --seeds 0 --out /tmp/paper.md"
+  echo "paper05 $R --store reports/runs-paper --set encoder=$ENC --profile paper --only 05_novel-no-dropout --seeds 0"
   # the image lacks cvxpy and clarabel (CAGrad's solvers, too large to carry): their tests are left out
   echo "tests $PY -m pytest -q -rfE -n $TESTW --dist loadfile -p no:cacheprovider --nbval-lax tests notebooks --ignore tests/test_lab.py -k not(cagrad) --deselect tests/test_config.py::test_combine_options_are_validated_for_the_chosen_method --deselect tests/test_surgery.py::test_options_have_paper_defaults_and_can_be_set --deselect tests/test_surgery.py::test_gram_is_fp64_from_fp64_inputs_so_fp16_cannot_overflow"
-  # 02's mean-reduction runs (claim f), the same config as the notebook's (02's sum runs are in reports/gpu/runs;
-  # execute the notebook here after: python -m mtlib report --execute --only 02_gradient_surgery --reports reports/gpu ...)
-  for s in 0 1 2; do echo "opt-gsmean-$s $PY -m mtlib run pipeline=multitask combine=pcgrad reduction=mean sts_head=mlp dropout=0.1 profile=cpu precision=fp32 encoder=$ENC seed=$s progress=false out_dir=reports/gpu/runs/02_gradient_surgery/seed$s/pcgrad_mean"; done
+  # 02's mean-reduction runs (claim f), the same config as the notebook's (02's sum runs are in reports/runs/$KEY;
+  # execute the notebook here after: python -m mtlib report --execute --only 02_gradient_surgery ...)
+  for s in 0 1 2; do echo "opt-gsmean-$s $PY -m mtlib run pipeline=multitask combine=pcgrad reduction=mean sts_head=mlp dropout=0.1 profile=cpu precision=fp32 encoder=$ENC seed=$s progress=false out_dir=reports/runs/$KEY/02_gradient_surgery/seed$s/pcgrad_mean"; done
 } > /tmp/jobs.txt
 [ -n "${JOBS:-}" ] && cp "$JOBS" /tmp/jobs.txt
 # a job named opt-* starts only before OPT_BY s (default 250): one that could not finish would slow the others
@@ -46,9 +47,9 @@ export -f runjob; export T0 DEADLINE OUT OPT_BY
 xargs -P $N -L 1 bash -c 'runjob "$@"' _ < /tmp/jobs.txt 2>&1 | tee $OUT/logs/jobs.txt
 nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv >> $OUT/env.txt 2>&1
 # finished runs only (metrics.json written at the end of a run), without checkpoints
-find reports/gpu reports/gpu-paper -name metrics.json 2>/dev/null | sed 's|/metrics.json||' > /tmp/done.txt
+find reports/runs/$KEY reports/runs-paper -name metrics.json 2>/dev/null | sed 's|/metrics.json||' > /tmp/done.txt
 echo "finished runs: $(wc -l < /tmp/done.txt)"; cat /tmp/done.txt
-tar czf $OUT/gpu-runs.tgz --exclude=checkpoints reports/gpu/runs reports/gpu-paper/runs 2>/dev/null
-tar czf $OUT/gpu-notebooks.tgz reports/gpu/notebooks reports/gpu/figures reports/gpu-paper/notebooks reports/gpu-paper/figures 2>/dev/null
+tar czf $OUT/gpu-runs.tgz --exclude=checkpoints --exclude=notebooks --exclude=figures reports/runs/$KEY reports/runs-paper 2>/dev/null
+tar czf $OUT/gpu-notebooks.tgz reports/runs/$KEY/notebooks reports/runs/$KEY/figures reports/runs-paper/*/notebooks reports/runs-paper/*/figures 2>/dev/null
 tar czf $OUT/logs.tgz -C $OUT logs && rm -rf $OUT/logs
 ls -la $OUT; echo "all done at $(el) s"

@@ -8,8 +8,9 @@ import sys
 USAGE = """usage:
   python -m mtlib run [key=value ...]     e.g. pipeline=novel profile=cpu dropout=0 seed=0 out_dir=runs/x
   python -m mtlib download [--dest DIR] [--force]
-  python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--seeds K ...] [--set NAME=VALUE ...]
-                       [--reports DIR]] [--runs DIR] [--out FILE]
+  python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--seeds K ...] [--set NAME=VALUE ...]]
+                       [--store DIR] [--results DIR] [--readme FILE]   (trains into reports/runs/<device key>/)
+  python -m mtlib tables                  (every results page, reports/runs.csv, README's tables; no training)
   python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md; RUN_DIRs: printed)
   python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)
   python -m mtlib merges RUN_DIR ...      (a novel run's single-task models merged each way, on dev -> RUN_DIR/merges.json)"""
@@ -62,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for out_dir in rest:
                 merge_grid(out_dir)
-        elif command == "report":
+        elif command in ("report", "tables"):
             from .report.execute import ReportError, main as report_main
             try:
+                if command == "tables" and "--execute" in rest:
+                    raise ReportError("tables trains nothing; `python -m mtlib report --execute` trains what is missing")
                 report_main(rest)
             except ReportError as err:
                 print(f"mtlib: error: {err}", file=sys.stderr)

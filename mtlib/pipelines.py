@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import data as D
+from . import store
 from .config import Config, field_defaults
 from .evaluate import METRIC, evaluate, write_predictions
 from .files import atomic_write_text
@@ -46,6 +47,9 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
     start, cpu_start = time.time(), time.process_time()
     commit = git_commit()                    # the code that trains: the checkout may move on during a long run
     out = RunDir(cfg)
+    device = pick_device(cfg)
+    key = store.device_key(device)
+    store.check(out.path, key)               # another device's run is never loaded, resumed or cleared here
     if cfg.resume and (out.path / "metrics.json").exists():
         before, now = out.metrics()["config"], cfg.to_dict()
         used, using = out.metrics().get("precision"), arithmetic_here(cfg)
@@ -59,7 +63,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         print(f"[{cfg.pipeline}] the finished run in {out.path} used {describe(changed, before, now, used, using)}: "
               "training again with the new settings")
     seed_everything(cfg.seed)
-    device = pick_device(cfg)
+    store.claim(out.path, key, cfg, arithmetic(cfg, device), commit)
     splits = load_splits(cfg)                # validate the data before spending time on the model
     model, tokenizer = model_for(cfg, device)
     data = encode_splits(cfg, splits, tokenizer)
@@ -78,6 +82,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "majority": {METRIC[t]: D.majority_class(data[t]["train"], data[t]["dev"])[1] for t in ("sst", "para")},
         "config": cfg.to_dict(),
         "device": device_name(device),
+        "device_key": key,
         "precision": arithmetic(cfg, device),
         "encoder": cfg.encoder,
         "encoder_path": resolve_encoder(cfg.encoder),
@@ -375,10 +380,7 @@ def seed_everything(seed: int) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    return f"cpu: {model}, {torch.get_num_threads()} threads"
+    return f"cpu: {store.cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def git_commit() -> str:

@@ -56,6 +56,12 @@ def device_key(device: torch.device, threads: int | None = None) -> str:
     return f"{slug(cpu_model())}-{'bf16' if native else 'fp32'}-{threads or torch.get_num_threads()}t"
 
 
+def here(cfg: Config | None = None) -> str:
+    """This machine's device key for `cfg` (default: the default Config: a GPU if there is one, else the CPU)."""
+    from .models import pick_device
+    return device_key(pick_device(cfg or Config()))
+
+
 def command(config: dict, out_dir: str | None = None) -> str:
     """The `python -m mtlib run ...` line that trains this config again: every field that differs from its default
     (profile-resolved values included, so the line does not depend on a profile's later defaults)."""
@@ -80,7 +86,7 @@ def claim(folder: Path, key: str, cfg: Config, precision: str, commit: str) -> N
     check(folder, key)
     atomic_write_text(Path(folder) / RECORD, json.dumps({
         "device_key": key, "precision": precision, "mtlib": commit, "command": command(cfg.to_dict()),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")   # last start
 
 
 def check(folder: Path, key: str) -> None:

@@ -14,11 +14,15 @@ from ..data import TASKS
 from ..files import atomic_write_text
 from ..notebook import ROOT, shown
 from .execute import ReportError
+from ..store import STORE
 from .paper import PLAN, ROWS, SAME_RUNS
 from .runs import ablation_runs, cpu_fraction, cpu_use, finished_runs, repo_path, shared_machine, steps
 from .stats import paired_interval
 
 # ------------------------------------------------------------------ where a run's time goes
+# the device whose runs profile.md profiles (its rows' seeds, one seed of `make report`); parity and the machines
+# section read every device of the store
+PROFILED = f"{STORE}/amd-epyc-fp32-2t"
 PHASES = ("data", "forward", "backward", "surgery", "optimizer")
 OUTSIDE = ("features", "eval", "checkpoint", "log")
 
@@ -80,7 +84,7 @@ def profile_markdown(run_dirs: list[str | Path]) -> str:
     return "\n".join(lines)
 
 
-def profile_runs(runs_dir: str | Path = "reports/runs") -> list[Path]:
+def profile_runs(runs_dir: str | Path = PROFILED) -> list[Path]:
     """For each results.md row, one seed that ran in one process (a resumed run's step logs span every process
     while its wall time counts only the last one): the lowest quiet seed, else the lowest of unknown CPU use, else
     the lowest shared one. The rungs' rows, then 07's best configuration (what `make run` trains)."""
@@ -162,7 +166,7 @@ def _planned_steps(params: dict, profile: str) -> int | None:
     return p["epochs"] * p["steps_per_epoch"] if p["steps_per_epoch"] else None
 
 
-def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd.DataFrame:
+def seed_cost(runs_dir: str | Path = PROFILED, profile: str = "cpu") -> pd.DataFrame:
     """One row per run that one seed of `make report` trains: the rungs' rows (ROWS), then 06's methods (but those it
     loads from the rungs, SAME_RUNS) and 07's ablation rows. Measured where the row has quiet runs; else projected: a
     novel run as the other novel row (the same stages and steps), a multitask run at the median cost per step of the
@@ -199,7 +203,7 @@ def seed_cost(runs_dir: str | Path = "reports/runs", profile: str = "cpu") -> pd
     return table
 
 
-def seed_cost_markdown(runs_dir: str | Path = "reports/runs", profiled: list[Path] = (), profile: str = "cpu",
+def seed_cost_markdown(runs_dir: str | Path = PROFILED, profiled: list[Path] = (), profile: str = "cpu",
                        budgets=((40, "issue 9"), (75, "issue 10"))) -> str:
     """The section of profile.md that says what one seed of `make report` costs, against the issues' budgets;
     `profiled`: the run folders whose breakdown gives forward and backward's share of a multitask run."""
@@ -264,7 +268,7 @@ def _full_config(config: dict) -> dict:
     return {**{f.name: f.default for f in fields(Config) if f.default is not MISSING}, **config}
 
 
-def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
+def parity(runs_dir: str | Path = STORE) -> list[dict]:
     """Each run under <runs_dir>/parity/ (the fast path switched off), with the fast-path runs of the same configuration
     on the same device (every seed, anywhere under runs_dir: another machine's numerics differ) and, per metric, the 95%
     prediction interval for one more fast-path run: mean ± t(n-1) · sd · sqrt(1 + 1/n). The fast path keeps parity where
@@ -273,9 +277,9 @@ def parity(runs_dir: str | Path = "reports/runs") -> list[dict]:
     from scipy import stats
     runs_dir = repo_path(runs_dir)
     everything = _distinct([(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
-                            if "parity" not in p.relative_to(runs_dir).parts[0]])
+                            if "parity" not in p.relative_to(runs_dir).parts[:2]])
     found = []
-    for d, off in _finished_parity(runs_dir / "parity"):
+    for d, off in [r for folder in (runs_dir / "parity", *runs_dir.glob("*/parity")) for r in _finished_parity(folder)]:
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
         fast = [m for _, m in everything if m.get("device") == off.get("device")      # one machine: its numerics
                 and all(_full_config(m["config"]).get(k) == v for k, v in {**key, **FAST_PATH}.items())]
@@ -311,7 +315,7 @@ def _finished_parity(folder: Path) -> list[tuple[Path, dict]]:
     return [(p.parent, json.loads(p.read_text())) for p in sorted(folder.glob("*/seed*/metrics.json"))]
 
 
-def parity_markdown(runs_dir: str | Path = "reports/runs") -> str:
+def parity_markdown(runs_dir: str | Path = STORE) -> str:
     """The parity section of profile.md: each parity run against the fast path's seeds."""
     lines = ["## Does the fast path change results? (`make parity`)", "",
              "A parity run trains one configuration with the fast path, or one piece of it, off (`precision=fp32`: no "
@@ -441,7 +445,7 @@ _NOT_TRAINING = ("seed", "out_dir", "resume", "progress", "device", "data_dir", 
                  "precision")
 
 
-def across_machines(runs_dir: str | Path = "reports/runs") -> list[dict]:
+def across_machines(runs_dir: str | Path = STORE) -> list[dict]:
     """Runs of one configuration and seed, in the same precision (resolved: `auto` is fp32 where there is no native
     bf16), on two devices: the difference the machine's arithmetic alone makes, paired by seed.
     [{"config", "a", "b", "metrics"}]: device b minus device a, a and b in sorted order."""
@@ -464,7 +468,7 @@ def across_machines(runs_dir: str | Path = "reports/runs") -> list[dict]:
     return found
 
 
-def machines_markdown(runs_dir: str | Path = "reports/runs") -> str:
+def machines_markdown(runs_dir: str | Path = STORE) -> str:
     """profile.md's section on the machine: one configuration and seed trained on two devices, same precision."""
     lines = ["## Does the machine change results?", "",
              "The same configuration and seed trained on two devices in the same precision: nothing differs but the "

@@ -1,36 +1,43 @@
-"""`python -m mtlib report`: `--execute` runs every notebook of PLAN and AFTER with papermill (reports/notebooks/),
-then results.md is written from the runs' metrics.json files; without --execute it only rewrites results.md from
-the runs already there."""
+"""`python -m mtlib report --execute`: every notebook of PLAN and AFTER with papermill, into this machine's part of
+the run store (reports/runs/<device key>/), then `tables`; `python -m mtlib tables` (`make tables`): every results
+page, reports/runs.csv and the README's blocks from the runs already there, for every device, without training."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from ..config import Config, ConfigError, parse_params
+from ..models import pick_device
 from ..notebook import ROOT
-from .paper import AFTER, FIGURE_SEED, ONCE, PLAN, SAME_RUNS, SEEDS
+from ..store import STORE, device_key
+from .front import devices, write_readme
+from .index import write_index
+from .paper import AFTER, FIGURE_SEED, ONCE, PLAN, SEEDS
 from .runs import repo_path
 from .tables import write_results
+
+RESULTS = "reports/results"        # one generated page per device key: reports/results/<key>.md
 
 
 class ReportError(RuntimeError):
     """A notebook failed under papermill, or an unknown run label was asked for."""
 
 
-def execute(profile: str | None = None, only: list[str] | None = None, reports_dir: str | Path = "reports",
+def execute(profile: str | None = None, only: list[str] | None = None, store: str | Path = STORE,
             seeds: tuple[int, ...] = SEEDS, params: dict | None = None) -> float:
-    """Run the notebooks of PLAN with papermill, seed by seed, into <reports_dir>/notebooks/<label>-seed<k>.ipynb
-    and <reports_dir>/runs/<label>/seed<k>/; returns the wall time (s).
+    """Run the notebooks of PLAN with papermill, seed by seed, into <store>/<this device's key>/<label>/seed<k>/,
+    then those of AFTER (06, 07) with every seed; returns the wall time (s).
 
     `params` (Config fields, e.g. {"encoder": "bert-base-uncased", "precision": "fp32"}) go to every notebook; a
     field that a notebook fixes itself (its rung's pipeline, combine, sts_head) or PLAN sets is an error.
 
     Runs are resumed: a finished run of the same config is loaded, a killed one goes on from its checkpoint, so
-    an interrupted `make report` loses at most the steps since the last checkpoint. Figures of FIGURE_SEED (0) go
-    to <reports_dir>/figures; every other seed's beside its runs, whichever seeds this call runs.
+    an interrupted `make report` loses at most the steps since the last checkpoint. One executed copy per notebook
+    is kept, FIGURE_SEED's (<key>/notebooks/<label>.ipynb, its figures in <key>/figures/, none embedded twice).
     """
     labels = [label for _, _, label in PLAN] + [label for _, _, label in AFTER]
     unknown = sorted(set(only or []) - set(labels))
@@ -41,45 +48,41 @@ def execute(profile: str | None = None, only: list[str] | None = None, reports_d
     if clash:
         raise ConfigError(f"{', '.join(clash)} cannot be set for every notebook: PLAN sets it for some runs "
                           "(e.g. 04_cs_gs-no-dropout's dropout); run those labels without it")
-    start, reports = time.time(), Path(reports_dir)       # relative paths are taken from the repository root
-    repo_path(reports / "notebooks").mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        for notebook, params, label in PLAN:
-            if (only and label not in only) or (label in ONCE and seed != seeds[0]):
+    key = device_key(pick_device(Config.from_dict({**common, **({"profile": profile} if profile else {})})))
+    start, here = time.time(), Path(store) / key          # relative paths are taken from the repository root
+    repo_path(here / "notebooks").mkdir(parents=True, exist_ok=True)
+    print(f"device key {key}: runs, notebooks and figures go to {here}/", flush=True)
+    with tempfile.TemporaryDirectory(prefix="mtlib-report-") as scratch:   # other seeds' copies and figures
+        for seed in seeds:
+            for notebook, params, label in PLAN:
+                if (only and label not in only) or (label in ONCE and seed != seeds[0]):
+                    continue
+                kept = seed == FIGURE_SEED or label in ONCE
+                folder = here / label / f"seed{seed}"
+                params = {**{k: str(here / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
+                             for k, v in params.items()},                  # PLAN's *_dir: in this device's store
+                          "out_dir": str(folder), "seed": seed, "resume": True, "progress": False,
+                          "figures_dir": str(here / "figures" if kept else Path(scratch) / label / f"seed{seed}"),
+                          "figure_prefix": label, **({"profile": profile} if profile else {}), **common}
+                executed = here / "notebooks" / f"{label}.ipynb" if kept else Path(scratch) / f"{label}-seed{seed}.ipynb"
+                _papermill(notebook, executed, params, f"run {label}, seed {seed}")
+        for notebook, params, label in AFTER:
+            if only and label not in only:
                 continue
-            folder = reports / "runs" / label / f"seed{seed}"
-            reuse_runs(reports / "runs", label, (seed,))
-            params = {**{k: str(reports / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
-                         for k, v in params.items()},                  # PLAN's *_dir: in reports
-                      "out_dir": str(folder), "seed": seed, "resume": True, "progress": False,
-                      "figures_dir": str(reports / "figures" if seed == FIGURE_SEED else folder / "figures"),
-                      "figure_prefix": label, **({"profile": profile} if profile else {}), **common}
-            _papermill(notebook, reports / "notebooks" / f"{label}-seed{seed}.ipynb", params, f"run {label}, seed {seed}")
-    for notebook, params, label in AFTER:
-        if only and label not in only:
-            continue
-        reuse_runs(reports / "runs", label, seeds)
-        params = {**{k: str(reports / v) for k, v in params.items()}, "out_dir": str(reports / "runs" / label),
-                  "seeds": list(seeds), "resume": True, "progress": False, **({"profile": profile} if profile else {}),
-                  **common}
-        _papermill(notebook, reports / "notebooks" / f"{label}.ipynb", params, f"seeds {', '.join(map(str, seeds))}")
+            params = {**{k: str(here / v) for k, v in params.items()}, "out_dir": str(here / label),
+                      "seeds": list(seeds), "resume": True, "progress": False,
+                      **({"profile": profile} if profile else {}), **common}
+            _papermill(notebook, here / "notebooks" / f"{label}.ipynb", params, f"seeds {', '.join(map(str, seeds))}")
     return time.time() - start
 
 
-def reuse_runs(runs: Path, label: str, seeds) -> list[Path]:
-    """Copy each finished run that SAME_RUNS pairs with one of `label`'s into `label`'s folder (an AFTER notebook's
-    <runs>/<label>/<method>/seed<k>, or a rung's <runs>/<label>/seed<k>/<folder>), where that folder does not exist
-    yet; leaves out checkpoints (a finished run resumes from metrics.json alone). Returns the folders written."""
-    copied = []
-    for (after, method), (rung, folder) in SAME_RUNS.items():
-        for seed in seeds if label in (after, rung) else ():
-            at_after, at_rung = runs / after / method / f"seed{seed}", runs / rung / f"seed{seed}" / folder
-            src, dst = (at_rung, at_after) if label == after else (at_after, at_rung)
-            if (src / "metrics.json").exists() and not dst.exists():     # a killed run there: the notebook resumes it
-                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints"))
-                print(f"{dst}: {src}'s run (same config; the notebook loads it only if config.json still matches)")
-                copied.append(dst)
-    return copied
+def tables(store: str | Path = STORE, results: str | Path = RESULTS, readme: str | Path | None = "README.md") -> list[Path]:
+    """Every device's results page, the runs index and the README's generated blocks, from the store alone."""
+    written = [write_results(repo_path(store) / key, repo_path(results) / f"{key}.md") for key in devices(store)]
+    written.append(write_index(store, Path(results).parent / "runs.csv"))
+    if readme:
+        written.append(write_readme(readme, store))
+    return written
 
 
 # What execute() sets per notebook, or the rungs fix: not settable for the whole ladder.
@@ -109,7 +112,19 @@ def _papermill(notebook: str, executed: Path, params: dict, what: str) -> None:
         raise ReportError(f"notebooks/{notebook}.ipynb ({what}) failed in cell [{err.exec_count}]: {err.ename}: "
                           f"{err.evalue.splitlines()[0] if err.evalue else ''}; the full traceback is in {executed}"
                           ) from None
+    slim(executed)
     print(f"  done in {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+def slim(executed: Path) -> None:
+    """Drop the images embedded in an executed notebook: each figure is a file in the figures folder already."""
+    path = repo_path(executed)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            for kind in [k for k in output.get("data", {}) if k.startswith("image/")]:
+                del output["data"][kind]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,16 +133,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", default=None, help="smoke, cpu or paper (default: $MTLIB_PROFILE, else auto)")
     ap.add_argument("--only", nargs="*", help="run labels to execute (default: all)")
     ap.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), help="seeds to run (default: 0 1 2)")
-    ap.add_argument("--reports", default="reports", help="where --execute writes notebooks/, runs/, figures/ (another "
-                    "machine's runs: a folder of their own, e.g. reports/xeon)")
+    ap.add_argument("--store", default=STORE, help="the run store: <store>/<device key>/<label>/... (default: %(default)s)")
+    ap.add_argument("--results", default=RESULTS, help="where each device's page goes, <results>/<key>.md, and "
+                    "runs.csv beside it (default: %(default)s)")
+    ap.add_argument("--readme", default="README.md", help="the README whose generated blocks are refreshed ('' : none)")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="Config fields for every notebook, e.g. --set precision=fp32 encoder=bert-base-uncased")
-    ap.add_argument("--runs", default=None, help="the runs results.md is computed from (default: <reports>/runs)")
-    ap.add_argument("--out", default=None, help="the results file (default: <reports>/results.md)")
     args = ap.parse_args(argv)
-    args.runs = args.runs or f"{args.reports}/runs"
-    args.out = args.out or f"{args.reports}/results.md"
     if args.execute:
-        wall = execute(args.profile, args.only, args.reports, tuple(args.seeds), parse_params(args.set))
+        wall = execute(args.profile, args.only, args.store, tuple(args.seeds), parse_params(args.set))
         print(f"notebooks executed in {wall / 60:.1f} min")
-    print(write_results(args.runs, args.out))
+    for path in tables(args.store, args.results, args.readme or None):
+        print(path)

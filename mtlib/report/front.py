@@ -32,22 +32,23 @@ def _cells(runs: dict[int, dict], keys=(*TASKS, "overall")) -> list[str]:
     return [mean_std([m[k] for m in runs.values()]) for k in keys]
 
 
+def minutes(runs: list[dict]) -> str:
+    """Minutes per run over the runs that had the machine to themselves and ran in one process (`wall_text`'s
+    rule, without its note: the device's results page says how many were left out)."""
+    return wall_text(runs).split(" (")[0].replace("resumed", "—")
+
+
 def ladder(store: str | Path = STORE) -> list[str]:
-    """Each rung of the report's ladder: the report's row, then ours on every device that ran it."""
-    lines = ["| rung | report: SST / Quora / STS r / mean | device | SST acc | Quora acc | STS r | mean | n | min/run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """Each rung of the report's ladder: the report's mean, then ours on every device that ran it."""
+    keys = devices(store)
+    lines = ["| rung | report | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for _, name, label, sub in ROWS:
-        first = True
-        for key in devices(store):
+        cells = []
+        for key in keys:
             runs = seed_runs(repo_path(store) / key, label, sub)
-            if not runs:
-                continue
-            paper = _paper(name) if name in PAPER else "not in the report"
-            lines.append(f"| {name if first else ''} | {paper if first else ''} | {key} | "
-                         + " | ".join(_cells(runs)) + f" | {len(runs)} | {wall_text(list(runs.values()))} |")
-            first = False
-        if first:
-            lines.append(f"| {name} | {_paper(name) if name in PAPER else ''} | — | — | — | — | — | 0 | |")
+            cells.append(f"{mean_std([m['overall'] for m in runs.values()])} (n={len(runs)}; "
+                         f"{minutes(list(runs.values()))} min)" if runs else "—")
+        lines.append(f"| {name} | {f'{PAPER[name][3]:.3f}' if name in PAPER else '—'} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -60,44 +61,41 @@ def best_model(store: str | Path = STORE) -> list[str]:
         best = ablation_runs(repo_path(store) / key / "07_beyond").get("best", [])
         if best:
             by_seed = {m["config"]["seed"]: m for m in best}
-            lines.append(f"| ours: 07's best configuration | {key} | " + " | ".join(_cells(by_seed))
-                         + f" | {len(by_seed)} | {wall_text(best)} |")
+            lines.append(f"| 07's best configuration | {key} | " + " | ".join(_cells(by_seed))
+                         + f" | {len(by_seed)} | {minutes(best)} |")
         for row, runs in single_task_runs(repo_path(store) / key).items():
+            c = next(iter(runs.values()))["config"]
+            if not best or c.get("para_head", "concat") != best[0]["config"].get("para_head"):
+                continue            # beside the best model: the single-task models with its heads, where they ran
             single = {k: {SINGLE[s["name"]]: s["best"][SINGLE[s["name"]]] for s in m["stages"] if s["name"] in SINGLE}
                       for k, m in runs.items()}
-            c = next(iter(runs.values()))["config"]
-            lines.append(f"| single-task models (`{row.split('/')[0]}`: Quora {c.get('para_head', 'concat')}, "
-                         f"STS {c.get('sts_head')}) | {key} | " + " | ".join(_cells(single, TASKS)) + f" | | {len(single)} | |")
+            lines.append(f"| single-task models (Quora {c.get('para_head', 'concat')} head) | {key} | "
+                         + " | ".join(_cells(single, TASKS)) + f" | | {len(single)} | |")
     return lines
 
 
 def claims(store: str | Path = STORE) -> list[str]:
-    """Each claim: the report's effect (its rows' difference where both are in it), ours per device with its 95%
-    interval over seeds paired by seed, and the verdict."""
-    lines = ["| claim | metric | report | device | ours: mean [95% interval] | n | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    """Each claim: the report's effect (its two rows' difference), ours per device (mean [95% interval], n) and the
+    verdict, paired by seed within the device."""
     tables = {}
     for key in devices(store):
         rows = {name: seed_runs(repo_path(store) / key, label, sub) for _, name, label, sub in ROWS}
         if any(rows.values()):
             tables[key] = claims_table(rows)
+    lines = ["| claim | metric | report | " + " | ".join(tables) + " |", "|---|---|---|" + "---|" * len(tables)]
     for i, (tag, text, a, b, metric, _sign) in enumerate(CLAIMS):
         index = ("sst_acc", "para_acc", "sts_pearson", "overall").index(metric)
         report = f"{PAPER[a][index] - PAPER[b][index]:+.3f}" if a in PAPER and b in PAPER else "—"
-        first = True
-        for key, table in tables.items():
+        cells = []
+        for table in tables.values():
             c = table.iloc[i]
-            if c["n"] == 0:
-                continue
-            ours = f"{c['mean']:+.3f}" + (f" [{c['lo']:+.3f}, {c['hi']:+.3f}]" if c["n"] > 1 else "")
-            lines.append(f"| {f'({tag}) {text}' if first else ''} | {metric if first else ''} | "
-                         f"{report if first else ''} | {key} | {ours} | {c['n']} | {c['verdict']} |")
-            first = False
-        if first:
-            lines.append(f"| ({tag}) {text} | {metric} | {report} | — | not run | 0 | |")
+            cells.append("—" if c["n"] == 0 else f"{c['mean']:+.3f}"
+                         + (f" [{c['lo']:+.3f}, {c['hi']:+.3f}]" if c["n"] > 1 else "") + f" (n={c['n']}): {c['verdict']}")
+        lines.append(f"| ({tag}) {text} | {METRIC[metric]} | {report} | " + " | ".join(cells) + " |")
     return lines
 
 
+METRIC = {"sst_acc": "SST", "para_acc": "Quora", "sts_pearson": "STS r", "overall": "mean"}
 BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims}
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..data import TASK_NAMES
 from ..notebook import ROOT, shown
-from .paper import SINGLE, TASK_PAIRS
+from .paper import SAME_RUNS, SINGLE, TASK_PAIRS
 
 LOG = "metrics.jsonl"
 
@@ -96,12 +96,31 @@ def single_task_runs(runs_dir: str | Path) -> dict[str, dict[int, dict]]:
     return found
 
 
+def method_folder(out: str | Path, method: str, seed: int, config: dict | None = None) -> Path:
+    """Where 06's run of `method` and `seed` lies: <out>/<method>/seed<k>, unless a rung of the ladder trained the
+    same config in its own folder beside <out> (paper.SAME_RUNS: 06's `sum` is 03's CS, its `pcgrad` 04's CS + GS,
+    at <out>/../<rung>/seed<k>/<row>): then there, so that both notebooks find one run and none is copied. With
+    `config` (the run 06 is about to train) the rung's finished run is taken only if its config is the same."""
+    own, shared = Path(out) / method / f"seed{seed}", SAME_RUNS.get(("06_gradient_methods", method))
+    if shared is None or (own / "metrics.json").exists():
+        return own
+    rung = Path(out).parent / shared[0] / f"seed{seed}" / shared[1]
+    if not (rung / "metrics.json").exists():
+        return own
+    if config is not None:
+        from ..config import Config
+        from ..pipelines import changed_keys
+        if changed_keys(json.loads((rung / "metrics.json").read_text())["config"], Config.from_dict(config).to_dict()):
+            return own
+    return rung
+
+
 def method_runs(out: str | Path, methods, seeds) -> dict[str, dict[int, dict]]:
-    """{method: {seed: metrics.json}} of the runs in <out>/<method>/seed<k> that finished."""
+    """{method: {seed: metrics.json}} of 06's finished runs (`method_folder`)."""
     found = {}
     for method in methods:
         for seed in seeds:
-            path = Path(out) / method / f"seed{seed}" / "metrics.json"
+            path = method_folder(repo_path(out), method, seed) / "metrics.json"
             if path.exists():
                 found.setdefault(method, {})[seed] = json.loads(path.read_text())
     return found

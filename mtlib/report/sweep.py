@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..store import STORE, here
 from ..files import atomic_write_text
 from .paper import METRICS
 from .runs import repo_path
@@ -12,7 +13,7 @@ from .runs import repo_path
 SWEEP = dict(pipeline="multitask", sts_head="cosine", combine="sum", profile="cpu", steps_per_epoch=400, seed=0)
 
 
-def lr_sweep(lrs: tuple[float, ...] = (2e-5, 5e-5, 1e-4), runs_dir: str | Path = "reports/runs/lr-sweep",
+def lr_sweep(lrs: tuple[float, ...] = (2e-5, 5e-5, 1e-4), runs_dir: str | Path | None = None,
              out: str | Path = "reports/lr-sweep.md", **params) -> pd.DataFrame:
     """Train the CS rung (cosine STS head, summed losses) at each learning rate and pick the best dev mean.
 
@@ -20,6 +21,7 @@ def lr_sweep(lrs: tuple[float, ...] = (2e-5, 5e-5, 1e-4), runs_dir: str | Path =
     interrupted sweep goes on. Writes the table, with device and wall time per run, to `out`.
     """
     from ..pipelines import run
+    runs_dir = runs_dir or Path(STORE) / here() / "lr-sweep"        # this machine's part of the store
     cfg = {**SWEEP, **params, "progress": False, "resume": True}
     rows = []
     for lr in lrs:

@@ -1,0 +1,63 @@
+"""`make tables`: every device's results page, runs.csv and the README's blocks, regenerated from the store."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mtlib.report import front
+from mtlib.report.execute import tables
+from mtlib.report.index import runs_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE = ROOT / "tests" / "data" / "results-before"     # the three results pages as they were before the store
+
+
+def _rows(text: str) -> list[str]:
+    """Every table row of a results page above its runs list (whose folder column names the old trees)."""
+    head = text.split("\n## Runs")[0]
+    return [line for line in head.splitlines() if line.startswith("|")]
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    start = time.time()
+    tables(results=out / "results", readme=None)
+    return out / "results", time.time() - start
+
+
+@pytest.mark.parametrize("key", sorted(p.stem for p in BEFORE.glob("*.md")))
+def test_every_row_and_claim_of_the_old_pages_comes_back_from_the_store(key, regenerated):
+    old, new = (BEFORE / f"{key}.md").read_text(), (regenerated[0] / f"{key}.md").read_text()
+    missing = [row for row in _rows(old) if row not in _rows(new)]
+    assert not missing, f"{key}: {len(missing)} rows differ, e.g. {missing[:2]}"
+    claims = old.split("claims, tested")[1] if "claims, tested" in old else ""
+    assert all(line in new for line in claims.splitlines() if line.startswith("- ") or line.startswith("|"))
+
+
+def test_tables_need_no_training_and_take_seconds(regenerated):
+    assert regenerated[1] < 60
+
+
+def test_runs_csv_has_one_row_per_committed_run():
+    frame = runs_frame()
+    assert len(frame) == len(list((ROOT / "reports/runs").glob("*/**/metrics.json")))
+    assert set(frame["device"]) == {p.name for p in (ROOT / "reports/runs").iterdir() if p.is_dir()}
+    assert frame["folder"].is_unique and frame["command"].str.startswith("python -m mtlib run ").all()
+    committed = pd.read_csv(ROOT / "reports/runs.csv")
+    assert len(committed) == len(frame), "reports/runs.csv is stale: run `make tables`"
+
+
+def test_readme_blocks_are_fresh():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert front.render(text) == text, "README.md's generated tables are stale: run `make tables`"
+
+
+def test_a_missing_block_says_how_to_add_it():
+    with pytest.raises(ValueError, match="<!-- tables:ladder -->"):
+        front.render("no markers here")
