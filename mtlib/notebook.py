@@ -3,8 +3,9 @@
     nb = setup(globals(), pipeline="multitask", combine="sum", sts_head="mlp")   # what this notebook fixes
     baseline = nb.run("baseline")                                                # -> <out_dir>/baseline
 
-Every `Config` field is a parameter: the parameters cell lists those the notebook does not fix, and papermill's
-`-p NAME VALUE` sets any of them. A name papermill injects that is neither a `Config` field nor one of the
+Every `Config` field is a parameter: the parameters cell lists the rung's own knobs, and papermill's `-p NAME VALUE`
+sets any field, listed or not (papermill injects a cell; `injected_names` reads it); a field in neither takes
+Config's default (`profile=None`: $MTLIB_PROFILE). A name papermill injects that is neither a `Config` field nor one of the
 notebook's own parameters (EXTRAS) is an error, as on the command line; so is one the notebook fixes.
 
 `setup` also makes the kernel's working folder the repository root (relative paths in a notebook mean the same

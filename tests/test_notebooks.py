@@ -3,6 +3,7 @@ import ast
 import dataclasses
 import json
 import os
+import re
 import warnings
 
 import nbformat
@@ -51,7 +52,52 @@ def test_committed_without_outputs_and_with_one_parameters_cell(path):
     nb, code, parameters = cells(path)
     assert all(not c.outputs and c.execution_count is None for c in code)
     assert set(assigned(parameters.source)) <= set(FIELDS) | set(notebook.EXTRAS)
-    assert "next" in nb.cells[0].source.lower() and "cost" in nb.cells[0].source.lower()
+    assert "next" in nb.cells[0].source.lower()
+
+
+def prose(source: str) -> str:
+    """A markdown cell without its code spans (`04_cs_gs`, `-p dropout 0`)."""
+    return re.sub(r"`[^`]*`", "", source)
+
+
+@pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
+def test_a_rungs_markdown_states_the_question_and_the_method_without_numbers_that_go_stale(path):
+    nb, _, _ = cells(path)
+    first = nb.cells[0].source
+    assert first.startswith("# ") and "**Question.**" in first and "**Method.**" in first and "**Next:**" in first
+    for cell in (c for c in nb.cells if c.cell_type == "markdown"):
+        assert "**Cost.**" not in cell.source
+        assert not re.search(r"\d\.\d|\d\s*%|≈|\d\s*(min|minutes|h|hours|s)\b", prose(cell.source)), cell.source
+
+
+@pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
+def test_a_rungs_parameters_cell_lists_its_own_knobs_in_at_most_12_lines(path):
+    _, code, parameters = cells(path)
+    values, fixed = assigned(parameters.source), setup_call(code)
+    assert len(parameters.source.strip().splitlines()) <= 12
+    assert set(fixed) <= set(FIELDS) and not set(fixed) & set(values)
+    # the defaults are Config's (the report's behaviour), but where a notebook keeps its runs, and resume
+    assert {k: v for k, v in values.items() if k in FIELDS and FIELDS[k] != v} == \
+        {"out_dir": f"runs/{path.stem}", "resume": True}
+
+
+@pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
+def test_a_rung_opens_with_its_computed_finding_right_after_the_setup_cell(path):
+    _, code, parameters = cells(path)
+    at = next(i for i, c in enumerate(code) if "setup(globals()" in c.source)
+    assert "nb.run(" in code[at + 1].source and "display(Markdown(finding(" in code[at + 1].source
+
+
+def test_make_report_passes_only_names_each_rung_takes():
+    """What `make report` injects into a rung (execute.py, PLAN): Config fields or EXTRAS, none the rung fixes."""
+    from mtlib.report.paper import PLAN
+    injected = {"out_dir", "seed", "resume", "progress", "figures_dir", "figure_prefix", "profile"}
+    for stem, params, _ in PLAN:
+        if stem == "00_data":
+            continue
+        _, code, _ = cells(ROOT / "notebooks" / f"{stem}.ipynb")
+        names = injected | set(params)
+        assert names <= set(FIELDS) | set(notebook.EXTRAS) and not names & set(setup_call(code)), stem
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
@@ -63,17 +109,6 @@ def test_papermill_parses_every_line_of_the_parameters_cell(path, caplog):
         seen = pm.inspect_notebook(str(path))
     assert not [r.getMessage() for r in caplog.records if "Unable to parse" in r.getMessage()]
     assert set(seen) == set(assigned(cells(path)[2].source))
-
-
-@pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
-def test_the_parameters_cell_lists_every_config_field_the_notebook_does_not_fix(path):
-    _, code, parameters = cells(path)
-    values, fixed = assigned(parameters.source), setup_call(code)
-    assert set(fixed) <= set(FIELDS) and not set(fixed) & set(values)
-    assert set(values) - set(notebook.EXTRAS) == set(FIELDS) - set(fixed)
-    # the defaults are Config's (the report's behaviour), but where a notebook keeps its runs, and resume
-    assert {k: v for k, v in values.items() if k in FIELDS and FIELDS[k] != v} == \
-        {"out_dir": f"runs/{path.stem}", "resume": True}
 
 
 @pytest.fixture
@@ -156,10 +191,11 @@ def test_a_data_folder_beside_the_repository_shows_relative_when_it_is_a_symboli
     assert notebook.shown(tmp_path / "elsewhere" / "other") == str(tmp_path / "elsewhere" / "other")
 
 
-def test_papermill_rejects_an_unknown_parameter(tmp_path):
+@pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
+def test_papermill_rejects_an_unknown_parameter(tmp_path, path):
     import papermill as pm
     with pytest.raises(pm.PapermillExecutionError, match="unknown parameter.*dropuot"):
-        pm.execute_notebook(str(ROOT / "notebooks" / "01_baseline.ipynb"), str(tmp_path / "out.ipynb"),
+        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"),
                             parameters={"dropuot": 0, "out_dir": str(tmp_path / "run")}, progress_bar=False)
     assert not (tmp_path / "run").exists()                 # stopped before any training
 
@@ -183,14 +219,19 @@ def outputs(path) -> str:
                    for c in executed.cells if c.cell_type == "code" for o in c.outputs)
 
 
-def test_papermill_novel_with_int_dropout_writes_real_metrics_and_figures(tmp_path):
+def test_papermill_novel_with_int_dropout_and_fields_its_cell_lacks_writes_real_metrics_and_figures(tmp_path):
+    """lr, max_length, precision and device are Config fields that 05's parameters cell does not list."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs the CS224N data at {SHARED_DATA} (python -m mtlib download)")
     import papermill as pm
     out = tmp_path / "run"
     pm.execute_notebook(str(ROOT / "notebooks" / "05_novel.ipynb"), str(tmp_path / "out.ipynb"),
                         parameters={"dropout": 0, "profile": "smoke", "out_dir": str(out), "precision": "fp32",
-                                    "device": "cpu"}, progress_bar=False)
+                                    "device": "cpu", "lr": 3e-5, "max_length": 24}, progress_bar=False)
+    assert {k not in assigned(cells(ROOT / "notebooks" / "05_novel.ipynb")[2].source)
+            for k in ("lr", "max_length", "precision", "device")} == {True}
+    config = json.loads((out / "novel" / "config.json").read_text())
+    assert (config["lr"], config["max_length"]) == (3e-5, 24)
     m = json.loads((out / "novel" / "metrics.json").read_text())
     assert m["config"]["dropout"] == 0.0 and m["config"]["pipeline"] == "novel"
     assert m["config"]["precision"] == "fp32" and m["precision"] == "fp32" and m["config"]["device"] == "cpu"
@@ -201,8 +242,10 @@ def test_papermill_novel_with_int_dropout_writes_real_metrics_and_figures(tmp_pa
     assert [s["name"] for s in m["stages"]][-1] == "frozen" and m["final_stage"] == "frozen"
     for name in ("05_novel-training.png", "05_novel-gradients.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
+    assert not list((out / "novel").rglob("*.png"))                 # no figure inside the run's folder
     shown = outputs(tmp_path / "out.ipynb")
     assert str(round(m["overall"], 3)) in shown      # the table the notebook shows is the run's own numbers
+    assert f"**Finding.** Novel: CS + GS, no dropout reaches overall {m['overall']:.3f}" in shown
     assert str(SHARED_DATA.resolve()) not in shown and f"{ROOT}/" not in shown      # no machine paths
 
 
@@ -231,3 +274,36 @@ def test_papermill_07_shows_its_runs_from_the_repository_root(tmp_path):
         assert f"{ROOT}/" not in shown
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def run_folders(root) -> dict:
+    """Every file (path, size, mtime_ns) of every run folder (one holding config.json or metrics.json) under root."""
+    folders = {p.parent for name in ("config.json", "metrics.json") for p in root.rglob(name)}
+    return {str(f.relative_to(root)): sorted((str(p.relative_to(f)), p.stat().st_size, p.stat().st_mtime_ns)
+                                             for p in f.rglob("*") if p.is_file()) for f in folders}
+
+
+@pytest.mark.slow
+def test_papermill_02_twice_loads_its_runs_and_never_writes_into_a_run_folder(tmp_path):
+    """02 trains on the first execution; the second loads its runs and 01's baseline, and leaves every run folder
+    as it was (no gradient_noise.json, no figure, no rewritten file)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the CS224N data at {SHARED_DATA} (python -m mtlib download)")
+    import papermill as pm
+
+    def execute(stem, **params):
+        pm.execute_notebook(str(ROOT / "notebooks" / f"{stem}.ipynb"), str(tmp_path / f"{stem}.ipynb"),
+                            parameters={"profile": "smoke", "progress": False, **params}, progress_bar=False)
+
+    execute("01_baseline", out_dir=str(tmp_path / "01"))
+    gs = dict(out_dir=str(tmp_path / "02"), baseline_dir=str(tmp_path / "01" / "baseline"))
+    execute("02_gradient_surgery", **gs)
+    before = run_folders(tmp_path)
+    assert {"01/baseline", "02/pcgrad_sum", "02/pcgrad_mean"} <= set(before)
+    assert (tmp_path / "02" / "figures" / "02_gradient_surgery-gradients.png").exists()
+    execute("02_gradient_surgery", **gs)
+    assert run_folders(tmp_path) == before
+    assert not list(tmp_path.rglob("gradient_noise.json"))
+    shown = outputs(tmp_path / "02_gradient_surgery.ipynb")
+    assert "**Finding.** Gradient Surgery (GS) reaches STS r" in shown and "our Baseline run has" in shown
+    assert "noise floor |cos| sts" in shown                           # computed in memory from the checkpoint

@@ -12,7 +12,7 @@ from mtlib.report.execute import execute, main, reuse_runs
 from mtlib.report.paper import SINGLE, TASK_PAIRS
 from mtlib.report.runs import ablation_runs, log_path
 from mtlib.report.stats import interval, verdict
-from mtlib.report.tables import (merges_markdown, pcgrad_conclusion, pcgrad_findings, results_markdown,
+from mtlib.report.tables import (finding, merges_markdown, pcgrad_conclusion, pcgrad_findings, results_markdown,
                                  single_task_markdown)
 from mtlib.train import better
 
@@ -344,3 +344,25 @@ def test_single_task_models_beside_the_multitask_models_paired_by_seed(tmp_path)
     assert "07's best multitask model (same heads) | 3 | 0.470 ± 0.010 |" in rows[6]     # sbert heads: compared
     assert "07's best" not in " ".join(rows[:3])                                       # concat heads: not
     assert rows[7].split(" | ")[3:6] == ["+0.000 [-0.025, +0.025]", "+0.000 [-0.025, +0.025]", "-0.007 [-0.007, -0.007] |"]
+
+
+def _metrics(folder) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_each_rungs_finding_is_one_line_computed_from_its_run_and_the_reports_row(tmp_path):
+    fake_run(tmp_path / "cs", sts_pearson=0.8712)
+    fake_run(tmp_path / "base", sst_acc=0.5, para_acc=0.6, sts_pearson=0.7)
+    cs, base = _metrics(tmp_path / "cs"), _metrics(tmp_path / "base")
+    assert finding("Cosine Similarity (CS)", cs) == \
+        "**Finding.** Cosine Similarity (CS) reaches STS r 0.871 (the report: 0.600, from 0.325 in its Baseline row)."
+    assert finding("Baseline", base) == "**Finding.** Baseline reaches overall 0.600 (the report: 0.402)."
+    # against our own run of the row it builds on: the change, and whether it goes the report's way
+    assert finding("Gradient Surgery (GS)", cs, against=base).endswith(
+        "our Baseline run has 0.700, a change of +0.171, unlike the report (-0.328).")
+    fake_run(tmp_path / "gs", sts_pearson=0.1)
+    assert "a change of -0.600, as in the report (-0.328)" in finding("Gradient Surgery (GS)",
+                                                                      _metrics(tmp_path / "gs"), against=base)
+    for row in ("CS + GS", "CS + GS, no dropout", "Novel: CS + GS", "Novel: CS + GS, no dropout"):
+        line = finding(row, cs)
+        assert "\n" not in line and line.startswith(f"**Finding.** {row} reaches overall {cs['overall']:.3f}")

@@ -32,6 +32,35 @@ def compare(runs: dict[str, dict], paper_rows: dict[str, str] | None = None) -> 
     return pd.DataFrame(table).set_index("run").round(3)
 
 
+# Each rung's one-line finding (`finding`): the metric its question is about, and the report's row it changes.
+FINDING = {
+    "Baseline": ("overall", None),
+    "Gradient Surgery (GS)": ("sts_pearson", "Baseline"),
+    "Cosine Similarity (CS)": ("sts_pearson", "Baseline"),
+    "CS + GS": ("overall", "Cosine Similarity (CS)"),
+    "CS + GS, no dropout": ("overall", "CS + GS"),
+    "Novel: CS + GS": ("overall", "CS + GS"),
+    "Novel: CS + GS, no dropout": ("overall", "CS + GS, no dropout"),
+}
+METRIC_NAMES = {"sst_acc": "SST acc", "para_acc": "Quora acc", "sts_pearson": "STS r", "overall": "overall"}
+
+
+def finding(row: str, run: dict, against: dict | None = None) -> str:
+    """A rung's computed one-line finding (markdown): `run`'s value of the metric its question is about (FINDING)
+    beside the report's `row` of PAPER, and the change from the row it builds on: ours where `against` (that row's
+    run, e.g. 02's baseline from 01) is given, else the report's alone. One run, one seed: results.md tests the
+    claims over every seed."""
+    metric, base = FINDING[row]
+    i, name, ours = METRICS.index(metric), METRIC_NAMES[metric], run[metric]
+    paper = PAPER[row][i]
+    text = f"**Finding.** {row} reaches {name} {ours:.3f} (the report: {paper:.3f}"
+    if base and against is not None:
+        d, d_paper = ours - against[metric], paper - PAPER[base][i]
+        return text + (f"); our {base} run has {against[metric]:.3f}, a change of {d:+.3f}, "
+                       f"{'as in' if (d > 0) == (d_paper > 0) else 'unlike'} the report ({d_paper:+.3f}).")
+    return text + (f", from {PAPER[base][i]:.3f} in its {base} row)." if base else ").")
+
+
 def pcgrad_findings(f: pd.DataFrame, skip: int = 10, noise: list[dict] | None = None) -> dict:
     """Numbers behind the report's claim: after the first `skip` steps, are STS gradients near-orthogonal to the
     others, does PCGrad nearly annihilate them, and how do the cosines compare with the noise floor (the cosine
