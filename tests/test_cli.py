@@ -79,12 +79,13 @@ def test_report_unknown_label_lists_the_valid_ones(cli):
 
 def test_report_names_the_failing_notebook_and_its_error(tmp_path):
     """A notebook that fails under papermill: one line naming notebook, cell and error, not papermill's traceback."""
-    r = mtlib("report", "--execute", "--profile", "smoke", "--only", "01_baseline", "--reports", str(tmp_path / "rep"),
+    r = mtlib("report", "--execute", "--profile", "smoke", "--only", "01_baseline", "--store", str(tmp_path / "rep"),
               env={"MTLIB_DATA_DIR": str(tmp_path / "nodata")})
     assert r.returncode == 2, r.stderr
     assert "notebooks/01_baseline.ipynb (run 01_baseline, seed 0) failed in cell" in r.stderr
     assert "DataError" in r.stderr and "mtlib download" in r.stderr and "Traceback" not in r.stderr
-    assert (tmp_path / "rep" / "notebooks" / "01_baseline-seed0.ipynb").exists()
+    from mtlib.store import here
+    assert (tmp_path / "rep" / here() / "notebooks" / "01_baseline.ipynb").exists()
 
 
 def test_make_run_trains_07_beyond_best_configuration():

@@ -119,6 +119,8 @@ def _papermill(notebook: str, executed: Path, params: dict, what: str) -> None:
 def slim(executed: Path) -> None:
     """Drop the images embedded in an executed notebook: each figure is a file in the figures folder already."""
     path = repo_path(executed)
+    if not path.exists():          # papermill writes it even when a cell fails; nothing to slim otherwise
+        return
     nb = json.loads(path.read_text(encoding="utf-8"))
     for cell in nb["cells"]:
         for output in cell.get("outputs", []):

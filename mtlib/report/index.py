@@ -39,6 +39,11 @@ def steps_logged(folder: Path) -> int | None:
     return None
 
 
+def _shown(folder: Path) -> str:
+    """A run folder as runs.csv names it: from the repository root where it lies inside it."""
+    return folder.relative_to(repo_path(".")).as_posix() if folder.is_relative_to(repo_path(".")) else folder.as_posix()
+
+
 def row(key: str, folder: Path, m: dict, root: Path) -> dict:
     config, defaults = m["config"], field_defaults()
     rel = folder.relative_to(root / key).parts
@@ -49,7 +54,7 @@ def row(key: str, folder: Path, m: dict, root: Path) -> dict:
     rec = record(folder) or {}
     return {
         "device": key, "label": rel[0], "row": "/".join(p for i, p in enumerate(rel[1:], 1) if i != seed_at),
-        "seed": config.get("seed"), "folder": folder.relative_to(repo_path(".")).as_posix(),
+        "seed": config.get("seed"), "folder": _shown(folder),
         "changed": " ".join(f"{k}={v}" for k, v in config.items() if k not in NOT_CHANGES and v != defaults.get(k)),
         "encoder": m.get("encoder"), "profile": config.get("profile"), "precision": m.get("precision"),
         "commit": m.get("versions", {}).get("mtlib"),
@@ -58,7 +63,7 @@ def row(key: str, folder: Path, m: dict, root: Path) -> dict:
         "steps": steps_logged(folder), "wall_min": round(m["wall_s"] / 60, 2) if m.get("wall_s") else None,
         "cpu_use": round(m["cpu_s"] / (m["wall_s"] * threads), 3) if m.get("cpu_s") and m.get("wall_s") else None,
         "threads": m.get("threads"), "resumed": m.get("resumed"), "finished_at": m.get("finished_at"),
-        "command": rec.get("command") or command(config, folder.relative_to(repo_path(".")).as_posix()),
+        "command": rec.get("command") or command(config, _shown(folder)),
     }
 
 

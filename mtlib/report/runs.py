@@ -97,17 +97,16 @@ def single_task_runs(runs_dir: str | Path) -> dict[str, dict[int, dict]]:
 
 
 def method_folder(out: str | Path, method: str, seed: int, config: dict | None = None) -> Path:
-    """Where 06's run of `method` and `seed` lies: <out>/<method>/seed<k>, unless a rung of the ladder trained the
-    same config in its own folder beside <out> (paper.SAME_RUNS: 06's `sum` is 03's CS, its `pcgrad` 04's CS + GS,
-    at <out>/../<rung>/seed<k>/<row>): then there, so that both notebooks find one run and none is copied. With
-    `config` (the run 06 is about to train) the rung's finished run is taken only if its config is the same."""
+    """Where 06's run of `method` and `seed` lies. A rung of the ladder trains the configs of 06's `sum` (03's CS)
+    and `pcgrad` (04's CS + GS, paper.SAME_RUNS): their home is the rung's folder beside <out>
+    (<out>/../<rung>/seed<k>/<row>), where both notebooks find one run, whichever ran first, and none is copied.
+    Every other method, and a shared one whose rung run has another config (`config`: what 06 asks for), lies in
+    <out>/<method>/seed<k>."""
     own, shared = Path(out) / method / f"seed{seed}", SAME_RUNS.get(("06_gradient_methods", method))
-    if shared is None or (own / "metrics.json").exists():
+    if shared is None or own.exists():
         return own
     rung = Path(out).parent / shared[0] / f"seed{seed}" / shared[1]
-    if not (rung / "metrics.json").exists():
-        return own
-    if config is not None:
+    if config is not None and (rung / "metrics.json").exists():
         from ..config import Config
         from ..pipelines import changed_keys
         if changed_keys(json.loads((rung / "metrics.json").read_text())["config"], Config.from_dict(config).to_dict()):
@@ -130,7 +129,11 @@ def method_telemetry(out_dir: str | Path, stage: str = "multitask") -> dict:
     """Median step time, the median step time over the step's own forward + backward time (`per_fb`: the work
     every method shares, so the machine's speed cancels), median pairwise cosine of the raw task gradients (all
     pairs, all steps), mean conflicting pairs per step, and each task's median share of the update (`share <task>`:
-    |w_t g_t| over the sum of the three, from the logged norm_after_<task>), from a run's metrics.jsonl."""
+    |w_t g_t| over the sum of the three, from the logged norm_after_<task>), from a run's metrics.jsonl; NaN for
+    a run that kept no per-step log."""
+    if log_path(out_dir) is None:
+        return {k: float("nan") for k in ("step_s", "per_fb", "median cos", "conflicts / step",
+                                          *(f"share {t}" for t in TASK_NAMES))}
     s = steps(out_dir, stage)
     cosines = s[[f"cos_{a}_{b}" for a, b in TASK_PAIRS if f"cos_{a}_{b}" in s]].to_numpy().ravel()
     per_fb = (s["step_s"] / (s["t_forward"] + s["t_backward"])).median() if "t_forward" in s else float("nan")
