@@ -19,7 +19,7 @@ from . import data as D
 from . import store
 from .config import Config, field_defaults
 from .evaluate import METRIC, evaluate, write_predictions
-from .files import atomic_write_text
+from .files import atomic_write_text, compress_log
 from .merge import merge_single_task_states
 from .models import arithmetic, build_model, pick_device, resolve_encoder
 from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines, load_checkpoint, set_rng_state,
@@ -135,7 +135,7 @@ PIPELINES = {"multitask": multitask, "novel": novel}
 class RunDir:
     """A run's out_dir: config.json, metrics.jsonl, checkpoints/, predictions/ and, once finished, metrics.json."""
 
-    OUTPUTS = ("metrics.json", "metrics.jsonl", "config.json", "checkpoints", "predictions")
+    OUTPUTS = ("metrics.json", "metrics.jsonl", "metrics.jsonl.gz", "config.json", "checkpoints", "predictions")
 
     def __init__(self, cfg: Config):
         self.cfg, self.path = cfg, prepare_out_dir(cfg.out_dir)
@@ -166,6 +166,7 @@ class RunDir:
                 target.unlink(missing_ok=True)
 
     def finish(self, metrics: dict) -> None:
+        compress_log(self.path / "metrics.jsonl")
         atomic_write_text(self.path / "metrics.json", json.dumps(metrics, indent=2))
         self.resume_file.unlink(missing_ok=True)
 

@@ -83,11 +83,20 @@ def test_sigkill_then_resume_is_bit_identical(tiny_config, tmp_path, pipeline, s
     assert not (crashed / "checkpoints" / "resume.pt").exists()
 
 
+def interrupted(out):
+    """A finished run's folder made to look interrupted: a resume checkpoint, and the per-step log a live run keeps
+    plain (a finished run compresses it)."""
+    import gzip
+    (out / "checkpoints" / "resume.pt").write_bytes(b"")
+    (out / "metrics.jsonl").write_text(gzip.open(out / "metrics.jsonl.gz", "rt").read())
+    (out / "metrics.jsonl.gz").unlink()
+
+
 def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
     cfg = {**tiny_config, "checkpoint_every": 1}
     out = tmp_path / "run"
     run({**cfg, "out_dir": str(out)})
-    (out / "checkpoints" / "resume.pt").write_bytes(b"")    # pretend it was interrupted
+    interrupted(out)
     with pytest.raises(ValueError, match=r"lr=0.001 \(now 0.002\)"):
         run({**cfg, "out_dir": str(out), "resume": True, "lr": 2e-3})
 
@@ -95,7 +104,7 @@ def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
 def test_resume_of_a_checkpoint_without_its_config_fails_naming_the_fix(tiny_config, tmp_path):
     out = tmp_path / "run"
     run({**tiny_config, "out_dir": str(out)})
-    (out / "checkpoints" / "resume.pt").write_bytes(b"")    # an interrupted run's folder, copied without its config
+    interrupted(out)                                        # an interrupted run's folder, copied without its config
     (out / "metrics.json").unlink()
     (out / "config.json").unlink()
     with pytest.raises(ValueError, match=r"has a checkpoint but no config.json; .* delete .*resume.pt to start"):
@@ -173,6 +182,7 @@ def test_a_run_never_goes_on_in_other_arithmetic_than_it_began_in(tiny_config, t
     from mtlib.config import Config
     out = tmp_path / "r"
     run({**tiny_config, "out_dir": str(out)})
+    interrupted(out)
     ckpt = out / "checkpoints" / "resume.pt"
     torch.save({"completed": [], "rng": None, "log_bytes": 0, "current": None, "precision": "bf16-autocast"}, ckpt)
     cfg = Config.from_dict({**tiny_config, "out_dir": str(out)})

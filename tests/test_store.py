@@ -53,3 +53,26 @@ def test_a_run_records_its_device_key_and_another_device_neither_loads_nor_clear
         with pytest.raises(store.DeviceMismatch, match="other-cpu-bf16-2t"):
             run({**tiny_config, **changes})
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_a_finished_runs_log_is_compressed_small_and_still_read(tiny_config, tmp_path):
+    """A run keeps its per-step log gzip-compressed, floats to 4 significant digits: a 700-step log of the
+    telemetry a multitask step writes stays under 100 KB, and the readers see the same records."""
+    import gzip
+    import random
+    from mtlib.files import compress_log
+    from mtlib.report.runs import steps
+    run(tiny_config)
+    assert (tmp_path / "run/metrics.jsonl.gz").is_file() and not (tmp_path / "run/metrics.jsonl").exists()
+    assert len(steps(tmp_path / "run")) > 0
+    rng = random.Random(0)
+    keys = [f"k{i}" for i in range(26)]
+    log = tmp_path / "big/metrics.jsonl"
+    log.parent.mkdir()
+    log.write_text("".join(json.dumps({"type": "step", "step": i, **{k: rng.random() for k in keys}}) + "\n"
+                           for i in range(700)))
+    first = json.loads(log.read_text().splitlines()[0])
+    out = compress_log(log)
+    assert out.stat().st_size < 100_000 and not log.exists()
+    again = json.loads(gzip.open(out, "rt").readline())
+    assert again["step"] == 0 and all(abs(again[k] - first[k]) <= 5e-4 * abs(first[k]) for k in keys)

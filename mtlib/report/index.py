@@ -9,7 +9,6 @@ run again (its run.json's, else rebuilt from its config.json the same way).
 """
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pandas as pd
 
 from ..config import field_defaults
 from ..store import NOT_IN_COMMAND, STORE, command, record
-from .runs import repo_path
+from .runs import log_path, open_log, repo_path
 
 METRICS = ("sst_acc", "para_acc", "sts_pearson", "overall")
 NOT_CHANGES = (*NOT_IN_COMMAND, "seed")
@@ -31,12 +30,11 @@ def finished(store: str | Path = STORE):
 
 
 def steps_logged(folder: Path) -> int | None:
-    """Training steps in a run's per-step log (plain or gzip-compressed); None where it has none."""
-    for name, opener in (("metrics.jsonl", open), ("metrics.jsonl.gz", gzip.open)):
-        if (folder / name).is_file():
-            with opener(folder / name, "rt", encoding="utf-8") as f:
-                return sum('"type": "step"' in line for line in f)
-    return None
+    """Training steps in a run's per-step log; None where it kept none."""
+    if log_path(folder) is None:
+        return None
+    with open_log(folder) as f:
+        return sum('"type": "step"' in line for line in f)
 
 
 def _shown(folder: Path) -> str:
