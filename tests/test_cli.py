@@ -88,14 +88,18 @@ def test_report_names_the_failing_notebook_and_its_error(tmp_path):
 
 
 def test_make_run_trains_07_beyond_best_configuration():
-    """`make run` promises 07_beyond's best configuration: the Makefile's BEST must equal that notebook's parameters
-    (a value changed in one place only would make `make run` train something the README does not describe)."""
+    """`make run` promises 07_beyond's best configuration: the Makefile's BEST must equal paper.BEST (what
+    `python -m mtlib explore` changes) and that notebook's parameters (a value changed in one place only would make
+    `make run` train something the README does not describe)."""
     import papermill as pm
     from mtlib.config import parse_params
+    from mtlib.report.paper import BEST
     line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("BEST :="))
     best = parse_params(line.split(":=", 1)[1].split())
     params = pm.inspect_notebook(str(ROOT / "notebooks" / "07_beyond.ipynb"))
     assert best, "Makefile: BEST is empty"
+    assert best == {k: str(v) for k, v in BEST.items()}, \
+        f"Makefile BEST is {best}, mtlib/report/paper.py's BEST is {BEST}: write the same configuration in both"
     for name, value in best.items():
         assert name in params, f"Makefile BEST sets {name}, which 07_beyond's parameters cell does not have"
         assert str(value) == params[name]["default"].strip("\"'"), \
