@@ -213,7 +213,8 @@ def test_results_show_the_configurations_tried_beside_07s_best_row(tmp_path):
     assert f"| {0.06 / 3:+.3f} (n=1: no interval) |" in rows[1]                  # against best's seed 0
     assert "| 07, tried: combine=imtl_g | 0 | `07_explore/combine-imtl_g/seed0` |" in text
     explore = shown((tmp_path / "07_explore").resolve())           # the folder read, not reports/runs's
-    assert f"(`{explore}/`)" in tried and f"out_dir={explore}/<row>/seed<k>" in tried
+    assert f"(`{explore}/`)" in tried and f"`make explore` trains each into `{explore}/<row>/seed<k>`" in tried \
+        and "`reports/explore-07.txt`" in tried
     assert "### Other configurations tried" not in results_markdown(tmp_path / "none")
 
 
@@ -272,6 +273,7 @@ def test_results_show_each_merges_json_as_a_table_per_run(tmp_path):
     assert merges_markdown(tmp_path / "05_novel" / "seed0") == []      # none there: no section
 
 
+@pytest.mark.slow
 def test_execute_gives_06_the_rung_runs_it_shares_and_the_notebook_loads_one_only_if_its_config_matches(
         tmp_path, tiny_config, monkeypatch, capsys):
     import papermill as pm
@@ -302,6 +304,7 @@ def test_execute_gives_06_the_rung_runs_it_shares_and_the_notebook_loads_one_onl
     assert "training again" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_execute_gives_a_rung_the_06_run_it_shares_before_its_notebook_runs(tmp_path, tiny_config, monkeypatch):
     """06 run first (a machine that has its methods but not the ladder): 04's notebook starts from 06's pcgrad run."""
     import papermill as pm
