@@ -21,7 +21,7 @@ REPORTS ?= reports
 TEST_WORKERS ?= 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run run-novel test lab report explore bench parity sweep profile data clean strip gpu-pack
+.PHONY: setup run run-novel test test-fast lab report explore bench parity sweep profile data clean strip gpu-pack
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 # --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
@@ -51,6 +51,11 @@ run-novel: setup  ## the report's best pipeline (novel, no dropout), CPU profile
 
 test: setup  ## unit tests + every notebook under nbval (smoke profile), on TEST_WORKERS processes
 	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q -n $(TEST_WORKERS) --dist loadfile
+
+# test-fast: what is not marked slow (pyproject.toml's markers): no notebook under nbval, no training subprocess, no
+# papermill, no JupyterLab; under 90 s on 2 cores. make test (CI) still runs everything.
+test-fast: setup  ## the unit tests not marked slow: about a minute
+	MTLIB_PROFILE=smoke $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # lab: as root (a container, CI) Jupyter refuses to start without --allow-root. LAB_ARGS: more server options.
 lab: setup  ## JupyterLab at the repository root: the project's kernel, data folder and offline hub as for make run

@@ -59,6 +59,7 @@ def test_out_dir_not_writable(tmp_path, tiny_data, tiny_encoder, cli):
     assert r.returncode == 2 and "not writable" in r.stderr
 
 
+@pytest.mark.slow
 def test_run_prints_and_writes_metrics(tmp_path, tiny_data, tiny_encoder):
     r = mtlib("run", "pipeline=novel", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tiny_data}",
               "dropout=0", "progress=false", f"out_dir={tmp_path / 'out'}")
@@ -77,6 +78,7 @@ def test_report_unknown_label_lists_the_valid_ones(cli):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_report_names_the_failing_notebook_and_its_error(tmp_path):
     """A notebook that fails under papermill: one line naming notebook, cell and error, not papermill's traceback."""
     r = mtlib("report", "--execute", "--profile", "smoke", "--only", "01_baseline", "--reports", str(tmp_path / "rep"),
