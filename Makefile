@@ -20,7 +20,7 @@ STORE ?= reports/runs
 TEST_WORKERS ?= 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run run-novel test lab report tables bench parity sweep profile data clean strip gpu-pack
+.PHONY: setup run run-novel test test-fast lab report tables explore bench parity sweep profile data clean strip gpu-pack
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 # --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
@@ -38,7 +38,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv with torch (CPU) and mtlib
 
-# The best configuration of notebooks/07_beyond.ipynb (its parameters cell; tests/test_cli.py keeps the two equal).
+# The best configuration of notebooks/07_beyond.ipynb: BEST in mtlib/report/paper.py, written out here (make runs no
+# Python to read it); tests/test_cli.py keeps this line, paper.py and 07's parameters cell equal.
 BEST := pipeline=multitask combine=sum sts_head=cosine para_head=sbert sts_loss=mse schedule=constant warmup=0.1 dropout=0
 
 run: setup  ## the best pipeline (07_beyond's best configuration), CPU profile, seed 0 -> runs/best/
@@ -50,6 +51,11 @@ run-novel: setup  ## the report's best pipeline (novel, no dropout), CPU profile
 test: setup  ## unit tests + every notebook under nbval (smoke profile), on TEST_WORKERS processes
 	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q -n $(TEST_WORKERS) --dist loadfile
 
+# test-fast: what is not marked slow (pyproject.toml's markers): no notebook under nbval, no training subprocess, no
+# papermill, no JupyterLab; under 90 s on 2 cores. make test (CI) still runs everything.
+test-fast: setup  ## the unit tests not marked slow: about a minute
+	MTLIB_PROFILE=smoke $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
 # lab: as root (a container, CI) Jupyter refuses to start without --allow-root. LAB_ARGS: more server options.
 lab: setup  ## JupyterLab at the repository root: the project's kernel, data folder and offline hub as for make run
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
@@ -59,6 +65,15 @@ report: setup  ## every notebook for every seed (SEEDS="0 1 2") into reports/run
 
 tables: setup  ## every device's results page, reports/runs.csv and the README's tables, from the committed runs (seconds)
 	$(PY) -m mtlib tables --store $(STORE)
+
+# 07's exploration grid: each line of GRID is BEST with some knobs changed, and its seeds; each (line, seed) trains
+# into $(STORE)/<this machine's device key>/07_explore/<row>/seed<k>, resumably (a finished run is loaded, a killed
+# one goes on). SEEDS given on the command line (make explore SEEDS="0") replaces every line's seeds.
+GRID ?= reports/explore-07.txt
+STORE ?= reports/runs
+explore: setup  ## 07's exploration grid (reports/explore-07.txt) -> reports/runs/<device key>/07_explore/ (resumes)
+	$(PY) -m mtlib explore --grid "$(GRID)" --profile $(PROFILE) --store "$(STORE)" \
+	  $(if $(filter command line environment,$(origin SEEDS)),--seeds $(SEEDS))
 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
 	$(PY) -m mtlib sweep

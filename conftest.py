@@ -23,3 +23,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     import torch
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every notebook cell nbval collects is `slow` (each notebook trains on the smoke profile in its own kernel):
+    `make test-fast` (-m "not slow") leaves them out, `make test` runs them."""
+    import pytest
+    slow = pytest.mark.slow
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(slow)

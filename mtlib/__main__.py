@@ -1,5 +1,5 @@
 """Command line: `python -m mtlib run key=value ...`, `python -m mtlib download --dest DIR`,
-`python -m mtlib report`, `profile`, `sweep`, `merges`. Errors print one line and exit 2."""
+`python -m mtlib report`, `explore`, `profile`, `sweep`, `merges`. Errors print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,8 @@ USAGE = """usage:
   python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--seeds K ...] [--set NAME=VALUE ...]]
                        [--store DIR] [--results DIR] [--readme FILE]   (trains into reports/runs/<device key>/)
   python -m mtlib tables                  (every results page, reports/runs.csv, README's tables; no training)
+  python -m mtlib explore [--grid reports/explore-07.txt] [--profile P] [--seeds K ...] [--only ROW ...]
+                        [--store DIR] [--print-commands]   (07's exploration grid: BEST + each line's changes; resumes)
   python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md; RUN_DIRs: printed)
   python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)
   python -m mtlib merges RUN_DIR ...      (a novel run's single-task models merged each way, on dev -> RUN_DIR/merges.json)"""
@@ -63,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for out_dir in rest:
                 merge_grid(out_dir)
+        elif command == "explore":
+            from .report.explore import GridError, main as explore_main
+            try:
+                explore_main(rest)
+            except GridError as err:
+                print(f"mtlib: error: {err}", file=sys.stderr)
+                return 2
         elif command in ("report", "tables"):
             from .report.execute import ReportError, main as report_main
             try:

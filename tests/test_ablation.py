@@ -18,6 +18,7 @@ def test_each_improvement_is_removed_once_and_unchanged_knobs_give_no_row():
     assert rows["sts_loss=mse"] == {**BEST, "sts_loss": "mse"}
     assert rows["sts_head=mlp, sts_loss=mse"] == {**BEST, "sts_head": "mlp", "sts_loss": "mse"}
     assert run_folder("sts_head=mlp, sts_loss=mse") == "sts_head-mlp+sts_loss-mse"
+    assert run_folder("loss_weights=sts=0.5") == "loss_weights-sts=0.5"      # a value's own `=` stays
     with pytest.raises(ValueError, match="cannot ablate lr; choose from para_head"):
         ablation_configs(BEST, ["lr"])
 

@@ -59,6 +59,7 @@ def test_out_dir_not_writable(tmp_path, tiny_data, tiny_encoder, cli):
     assert r.returncode == 2 and "not writable" in r.stderr
 
 
+@pytest.mark.slow
 def test_run_prints_and_writes_metrics(tmp_path, tiny_data, tiny_encoder):
     r = mtlib("run", "pipeline=novel", "profile=smoke", f"encoder={tiny_encoder}", f"data_dir={tiny_data}",
               "dropout=0", "progress=false", f"out_dir={tmp_path / 'out'}")
@@ -77,6 +78,7 @@ def test_report_unknown_label_lists_the_valid_ones(cli):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_report_names_the_failing_notebook_and_its_error(tmp_path):
     """A notebook that fails under papermill: one line naming notebook, cell and error, not papermill's traceback."""
     r = mtlib("report", "--execute", "--profile", "smoke", "--only", "01_baseline", "--store", str(tmp_path / "rep"),
@@ -89,14 +91,18 @@ def test_report_names_the_failing_notebook_and_its_error(tmp_path):
 
 
 def test_make_run_trains_07_beyond_best_configuration():
-    """`make run` promises 07_beyond's best configuration: the Makefile's BEST must equal that notebook's parameters
-    (a value changed in one place only would make `make run` train something the README does not describe)."""
+    """`make run` promises 07_beyond's best configuration: the Makefile's BEST must equal paper.BEST (what
+    `python -m mtlib explore` changes) and that notebook's parameters (a value changed in one place only would make
+    `make run` train something the README does not describe)."""
     import papermill as pm
     from mtlib.config import parse_params
+    from mtlib.report.paper import BEST
     line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("BEST :="))
     best = parse_params(line.split(":=", 1)[1].split())
     params = pm.inspect_notebook(str(ROOT / "notebooks" / "07_beyond.ipynb"))
     assert best, "Makefile: BEST is empty"
+    assert best == {k: str(v) for k, v in BEST.items()}, \
+        f"Makefile BEST is {best}, mtlib/report/paper.py's BEST is {BEST}: write the same configuration in both"
     for name, value in best.items():
         assert name in params, f"Makefile BEST sets {name}, which 07_beyond's parameters cell does not have"
         assert str(value) == params[name]["default"].strip("\"'"), \

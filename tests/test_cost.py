@@ -22,6 +22,7 @@ def _with_steps(folder, n_steps, pipeline="multitask", **metrics):
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in steps) + "\n")
 
 
+@pytest.mark.slow
 def test_run_profile_adds_up_to_the_wall_time(tiny_config):
     from mtlib.pipelines import run
     m = run(tiny_config, pipeline="novel", epochs=1)

@@ -50,6 +50,7 @@ def test_bad_data(case, tiny_data, tiny_encoder, tmp_path, capsys):
         assert text in err, (text, err)
 
 
+@pytest.mark.slow
 def test_unparseable_row_within_the_limit_is_skipped_with_a_warning(tiny_data, tiny_encoder, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
@@ -81,6 +82,7 @@ def test_nan_loss_stops_naming_task_and_step_and_keeps_the_checkpoint(tiny_confi
     assert (tmp_path / "run" / "checkpoints" / "resume.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("combine", ["sum", "upgrad"])
 def test_nan_gradient_stops_naming_task_and_step(tiny_config, capsys, monkeypatch, combine):
     """A finite loss whose gradient holds a NaN (e.g. a bf16 overflow in backward) is not skipped silently."""

@@ -105,6 +105,7 @@ class Lab:
         return "".join(out)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="`make lab` needs GNU make")
 def test_make_lab_serves_the_notebooks_and_a_kernel_that_imports_mtlib(tmp_path):
     venv = Path(sys.prefix)

@@ -155,6 +155,7 @@ def test_knobs_of_a_notebook_of_many_runs_take_every_field_given_and_reject_what
         notebook.knobs(injected(precision="fp8"))
 
 
+@pytest.mark.slow
 def test_papermill_06_passes_a_field_its_parameters_cell_does_not_list_to_every_run(tmp_path):
     """`make report --set precision=fp32` injects precision into 06, whose parameters cell lists a few fields."""
     if not SHARED_DATA.is_dir():
@@ -191,6 +192,7 @@ def test_a_data_folder_beside_the_repository_shows_relative_when_it_is_a_symboli
     assert notebook.shown(tmp_path / "elsewhere" / "other") == str(tmp_path / "elsewhere" / "other")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
 def test_papermill_rejects_an_unknown_parameter(tmp_path, path):
     import papermill as pm
@@ -200,6 +202,7 @@ def test_papermill_rejects_an_unknown_parameter(tmp_path, path):
     assert not (tmp_path / "run").exists()                 # stopped before any training
 
 
+@pytest.mark.slow
 def test_papermill_data_notebook_writes_its_figures(tmp_path):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs the CS224N data at {SHARED_DATA} (python -m mtlib download)")
@@ -219,6 +222,7 @@ def outputs(path) -> str:
                    for c in executed.cells if c.cell_type == "code" for o in c.outputs)
 
 
+@pytest.mark.slow
 def test_papermill_novel_with_int_dropout_and_fields_its_cell_lacks_writes_real_metrics_and_figures(tmp_path):
     """lr, max_length, precision and device are Config fields that 05's parameters cell does not list."""
     if not SHARED_DATA.is_dir():
@@ -258,6 +262,7 @@ def test_a_notebook_run_keeps_zero_meaning_no_cap(fresh, monkeypatch):
     assert cfg.steps_per_epoch is None and cfg.dropout == 0 and seen["out_dir"] == "runs/x/a"
 
 
+@pytest.mark.slow
 def test_papermill_07_shows_its_runs_from_the_repository_root(tmp_path):
     """07 runs many configurations without `setup`; its executed copy must still carry no machine path."""
     if not SHARED_DATA.is_dir():

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CORE = ("config", "data", "models", "surgery", "merge", "train", "evaluate", "pipelines", "notebook", "files")
 PACKAGE = Path(__file__).resolve().parent.parent / "mtlib"
 
@@ -15,6 +17,7 @@ def _loaded(code: str, prefixes: tuple[str, ...] = ("mtlib",)) -> list[str]:
     return out.split()
 
 
+@pytest.mark.slow
 def test_the_core_never_imports_the_report_side():
     loaded = _loaded("import " + ", ".join(f"mtlib.{m}" for m in CORE))
     assert {f"mtlib.{m}" for m in CORE} <= set(loaded)

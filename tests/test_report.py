@@ -209,7 +209,8 @@ def test_results_show_the_configurations_tried_beside_07s_best_row(tmp_path):
     assert f"| {0.06 / 3:+.3f} (n=1: no interval) |" in rows[1]                  # against best's seed 0
     assert "| 07, tried: combine=imtl_g | 0 | `07_explore/combine-imtl_g/seed0` |" in text
     explore = shown((tmp_path / "07_explore").resolve())           # the folder read, not reports/runs's
-    assert f"(`{explore}/`)" in tried and f"out_dir={explore}/<row>/seed<k>" in tried
+    assert f"(`{explore}/`)" in tried and f"`make explore` trains each into `{explore}/<row>/seed<k>`" in tried \
+        and "`reports/explore-07.txt`" in tried
     assert "### Other configurations tried" not in results_markdown(tmp_path / "none")
 
 
@@ -268,6 +269,7 @@ def test_results_show_each_merges_json_as_a_table_per_run(tmp_path):
     assert merges_markdown(tmp_path / "05_novel" / "seed0") == []      # none there: no section
 
 
+@pytest.mark.slow
 def test_06_and_the_rungs_find_one_run_whichever_ran_first_and_none_is_copied(tmp_path, tiny_config, capsys):
     from mtlib.pipelines import run
     here = tmp_path / "rep"

@@ -60,6 +60,7 @@ def same_run(a, b) -> None:
 
 # the third case: the lr schedule's, GradVac's and the weight average's states are in the checkpoint (lost ones
 # would change the steps or the evaluated weights); the heads' own lr, a second optimizer group, too
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline,stage,epoch,step,extra", [
     ("multitask", "multitask", 2, 3, {}),
     ("novel", "single_sst", 1, 4, {}),
@@ -92,6 +93,7 @@ def interrupted(out):
     (out / "metrics.jsonl.gz").unlink()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
     cfg = {**tiny_config, "checkpoint_every": 1}
     out = tmp_path / "run"
@@ -101,6 +103,7 @@ def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
         run({**cfg, "out_dir": str(out), "resume": True, "lr": 2e-3})
 
 
+@pytest.mark.slow
 def test_resume_of_a_checkpoint_without_its_config_fails_naming_the_fix(tiny_config, tmp_path):
     out = tmp_path / "run"
     run({**tiny_config, "out_dir": str(out)})
@@ -128,6 +131,7 @@ def test_resume_of_a_finished_run_loads_it_before_building_anything(tiny_config,
     assert again == first and "loaded it" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_with_changed_settings_trains_again(tiny_config, tmp_path, capsys):
     first = run({**tiny_config, "out_dir": str(tmp_path / "r")})
     again = run({**tiny_config, "out_dir": str(tmp_path / "r"), "resume": True, "lr": 2e-3})
@@ -136,6 +140,7 @@ def test_resume_of_a_finished_run_with_changed_settings_trains_again(tiny_config
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]["lr"] == 2e-3
 
 
+@pytest.mark.slow
 def test_a_moved_finished_run_loads_from_where_it_lies_now(tiny_config, tmp_path):
     """A finished run folder moved to another row (07's best, chosen after the fact) is loaded with its new folder,
     so its leaderboard files are found there (the config it recorded names the old one)."""
@@ -163,6 +168,7 @@ def test_precision_matches_by_the_arithmetic_it_meant():
     assert changed_keys(auto, fp32, "fp32", "fp32", mid_run=True) == []
 
 
+@pytest.mark.slow
 def test_a_finished_run_loads_where_its_arithmetic_is_the_one_asked_for(tiny_config, tmp_path, capsys):
     out = tmp_path / "r"
     first = run({**tiny_config, "out_dir": str(out), "precision": "fp32"})
@@ -176,6 +182,7 @@ def test_a_finished_run_loads_where_its_arithmetic_is_the_one_asked_for(tiny_con
     assert other["precision"] == "bf16-autocast"
 
 
+@pytest.mark.slow
 def test_a_run_never_goes_on_in_other_arithmetic_than_it_began_in(tiny_config, tmp_path):
     import torch
     from mtlib.pipelines import resume_state

@@ -38,6 +38,7 @@ def test_command_trains_the_same_config_again():
     assert again.to_dict() == cfg.to_dict()
 
 
+@pytest.mark.slow
 def test_a_run_records_its_device_key_and_another_device_neither_loads_nor_clears_it(tiny_config, tmp_path):
     m = run(tiny_config)
     out = tmp_path / "run"
@@ -55,6 +56,7 @@ def test_a_run_records_its_device_key_and_another_device_neither_loads_nor_clear
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
+@pytest.mark.slow
 def test_a_finished_runs_log_is_compressed_small_and_still_read(tiny_config, tmp_path):
     """A run keeps its per-step log gzip-compressed, floats to 4 significant digits: a 700-step log of the
     telemetry a multitask step writes stays under 100 KB, and the readers see the same records."""

@@ -1,8 +1,11 @@
 """The dev-only learning-rate sweep (`make sweep`): one run per lr, the best dev mean named, an interrupted sweep
 resumed rather than retrained."""
+import pytest
+
 from mtlib.report.sweep import lr_sweep
 
 
+@pytest.mark.slow
 def test_sweep_trains_one_run_per_lr_names_the_best_and_loads_finished_runs(tiny_config, tmp_path):
     params = {k: v for k, v in tiny_config.items() if k not in ("out_dir", "lr", "progress")}
     params.update(epochs=1, steps_per_epoch=2)

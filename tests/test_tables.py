@@ -31,6 +31,7 @@ def regenerated(tmp_path_factory):
     return out / "results", time.time() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(p.stem for p in BEFORE.glob("*.md")))
 def test_every_row_and_claim_of_the_old_pages_comes_back_from_the_store(key, regenerated):
     old, new = (BEFORE / f"{key}.md").read_text(), (regenerated[0] / f"{key}.md").read_text()
@@ -40,6 +41,7 @@ def test_every_row_and_claim_of_the_old_pages_comes_back_from_the_store(key, reg
     assert all(line in new for line in claims.splitlines() if line.startswith("- ") or line.startswith("|"))
 
 
+@pytest.mark.slow
 def test_tables_need_no_training_and_take_seconds(regenerated):
     assert regenerated[1] < 60
 

@@ -57,6 +57,7 @@ def test_task_grads_match_autograd_and_combine_like_the_full_matrix(tiny_encoder
     assert not emb.sparse
 
 
+@pytest.mark.slow
 def test_multitask_pcgrad_run_writes_metrics_predictions_and_telemetry(tiny_config, tiny_data):
     m = run(tiny_config, combine="pcgrad", sts_head="cosine")
     out = tiny_config["out_dir"]
@@ -76,11 +77,13 @@ def test_multitask_pcgrad_run_writes_metrics_predictions_and_telemetry(tiny_conf
             assert lines[1].split(" , ")[0].startswith(task)
 
 
+@pytest.mark.slow
 def test_training_learns_the_synthetic_tasks(tiny_config):
     m = run(tiny_config, epochs=12, steps_per_epoch=0, lr=3e-3, sts_head="cosine", combine="pcgrad")
     assert m["sst_acc"] > 0.3 and m["para_acc"] > 0.7 and m["sts_pearson"] > 0.5   # chance: 0.2, ~0.85 all-no, 0
 
 
+@pytest.mark.slow
 def test_novel_pipeline_stages(tiny_config):
     m = run(tiny_config, pipeline="novel", epochs=1)
     assert [s["name"] for s in m["stages"]] == ["single_sst", "single_para", "single_sts", "multitask", "frozen"]

@@ -1,6 +1,6 @@
 """The report's numbers and the experiment plan: Chada & Jolly's dev tables (PAPER), the notebooks `make report`
-executes (PLAN, AFTER), the rows of results.md (ROWS) and the claims it tests (CLAIMS), 07's ablation knobs
-(WITHOUT). Constants and one pure function; nothing here reads a run."""
+executes (PLAN, AFTER), the rows of results.md (ROWS) and the claims it tests (CLAIMS), 07's best configuration
+(BEST) and ablation knobs (WITHOUT). Constants and one pure function; nothing here reads a run."""
 from __future__ import annotations
 
 TASK_PAIRS = (("sst", "para"), ("sst", "sts"), ("para", "sts"))
@@ -82,6 +82,11 @@ HEADS = ("encoder", "profile", "lr", "dropout", "para_head", "sts_head", "sts_lo
 # What 06 runs by default with the smoke profile (tests): the reference and a QP weighting (GradVac's state has its
 # own resume test).
 SMOKE_METHODS = ("sum", "upgrad")
+# The best configuration of notebooks/07_beyond.ipynb, chosen on dev: the one place it is written. The Makefile's BEST
+# (`make run`, `make parity`) and 07's parameters cell must equal it (tests/test_cli.py); `python -m mtlib explore`
+# trains each row of reports/explore-07.txt as BEST with that row's changes.
+BEST = {"pipeline": "multitask", "combine": "sum", "sts_head": "cosine", "para_head": "sbert", "sts_loss": "mse",
+        "schedule": "constant", "warmup": 0.1, "dropout": 0}
 # What "removing" an improvement sets, for each knob the 07 notebook can ablate: the report's choice.
 WITHOUT = {
     "para_head": dict(para_head="concat"),

@@ -146,8 +146,9 @@ def method_telemetry(out_dir: str | Path, stage: str = "multitask") -> dict:
 
 
 def run_folder(name: str) -> str:
-    """A folder name for an ablation row: "sts_head=mlp, sts_loss=mse" -> "sts_head-mlp+sts_loss-mse"."""
-    return name.replace(", ", "+").replace("=", "-")
+    """A folder name for an ablation row: "sts_head=mlp, sts_loss=mse" -> "sts_head-mlp+sts_loss-mse". Only each
+    change's first `=` becomes `-`: "loss_weights=sts=0.5" -> "loss_weights-sts=0.5"."""
+    return "+".join(change.replace("=", "-", 1) for change in name.split(", "))
 
 
 def ablation_runs(out: str | Path) -> dict[str, list[dict]]:

@@ -362,9 +362,11 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
         explore = shown((root / "07_explore").resolve())
         lines += ["### Other configurations tried (dev only, to choose the best)", "",
                   "Each row is the best configuration with the knobs its name gives changed "
-                  f"(`{explore}/`); Δ overall is against the best row, over the seeds both ran. To repeat one: `python -m mtlib run "
-                  f"$BEST <knob>=<value> profile=cpu seed=<k> out_dir={explore}/<row>/seed<k>`, with "
-                  "`BEST` from the Makefile (each run's config.json has every value).", ""]
+                  f"(`{explore}/`); Δ overall is against the best row, over the seeds both ran. The rows and seeds are "
+                  f"`reports/explore-07.txt`: `make explore` trains each into `{explore}/<row>/seed<k>` on "
+                  "its device (a finished run is loaded, not trained again), and `python -m mtlib explore "
+                  "--only <row> --print-commands` prints each run's command, `BEST` (`mtlib/report/paper.py`) with the "
+                  "row's changes (each run's config.json has every value).", ""]
         rows = {**({"best": runs["best"]} if "best" in runs else {}), **tried}
         lines += _table_markdown(rows) + _ablation_per_task(rows)
     for label, found in (("07", runs), ("07, tried", tried)):
