@@ -142,9 +142,8 @@ def command_line(params: dict) -> str:
 
 
 def this_device(profile: str) -> str:
-    from ..models import pick_device
-    from ..store import device_key
-    return device_key(pick_device(Config(profile=profile)))
+    from ..store import here
+    return here(Config(profile=profile))
 
 
 def explore(grid: str | Path = GRID, profile: str = "cpu", seeds: list[int] | None = None,
