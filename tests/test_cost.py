@@ -84,8 +84,6 @@ def test_parity_compares_a_fast_path_off_run_with_the_seeds_of_its_configuration
     off = dict(precision="fp32", bucket=False, dropout_impl="torch", seed=0, profile="cpu", dropout=0.0)
     fake_run(tmp_path / "parity/best-fast-path-off/seed0", sst_acc=0.44, config={**cfg, **off})
     fake_run(tmp_path / "parity/far/seed0", sst_acc=0.30, config={**cfg, **off})
-    import shutil                      # a copy of a run (paper.SAME_RUNS) is the same run: counted once
-    shutil.copytree(tmp_path / "07_beyond/best/seed0", tmp_path / "06_gradient_methods/sum/seed0")
     near, far = sorted(cost.parity(tmp_path), key=lambda r: r["run"])
     assert len(near["fast"]) == 3 and {m["config"]["seed"] for m in near["fast"]} == {0, 1, 2}
     x = np.array([0.46, 0.45, 0.47])

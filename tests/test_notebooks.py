@@ -165,8 +165,10 @@ def test_papermill_06_passes_a_field_its_parameters_cell_does_not_list_to_every_
     pm.execute_notebook(str(ROOT / "notebooks" / "06_gradient_methods.ipynb"), str(tmp_path / "out.ipynb"),
                         parameters={"profile": "smoke", "out_dir": str(out), "progress": False, "methods": ["sum"],
                                     "precision": "bf16", "weight_decay": 0.01}, progress_bar=False)
-    config = json.loads((out / "sum" / "seed0" / "config.json").read_text())
+    # `sum` is 03's CS rung: its run lies in the rung's folder beside 06's (runs.method_folder), none in 06's own
+    config = json.loads((tmp_path / "03_cosine_similarity" / "seed0" / "cs" / "config.json").read_text())
     assert (config["precision"], config["weight_decay"], config["combine"]) == ("bf16", 0.01, "sum")
+    assert not (out / "sum").exists()
 
 
 def test_setup_shows_mtlib_warnings_without_machine_paths(fresh):

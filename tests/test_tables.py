@@ -55,9 +55,13 @@ def test_runs_csv_has_one_row_per_committed_run():
     assert len(committed) == len(frame), "reports/runs.csv is stale: run `make tables`"
 
 
-def test_readme_blocks_are_fresh():
+def test_readme_blocks_are_fresh_and_the_front_page_stays_short():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert front.render(text) == text, "README.md's generated tables are stale: run `make tables`"
+    assert len(text.split()) <= 1500, "README.md is a front page of at most 1,500 words: move prose to docs/"
+    prose = re.sub(r"<!-- tables:(\w+) -->.*?<!-- /tables:\1 -->|```.*?```|`[^`]*`", "", text, flags=re.S)
+    typed = re.findall(r"(?<![\w.])[-+]?\d*\.\d+", prose)
+    assert not typed, f"numbers typed by hand in README.md's prose (generate them): {typed}"
 
 
 def test_a_missing_block_says_how_to_add_it():

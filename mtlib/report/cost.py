@@ -168,7 +168,7 @@ def _planned_steps(params: dict, profile: str) -> int | None:
 
 def seed_cost(runs_dir: str | Path = PROFILED, profile: str = "cpu") -> pd.DataFrame:
     """One row per run that one seed of `make report` trains: the rungs' rows (ROWS), then 06's methods (but those it
-    loads from the rungs, SAME_RUNS) and 07's ablation rows. Measured where the row has quiet runs; else projected: a
+    finds in the rungs' folders, SAME_RUNS) and 07's ablation rows. Measured where the row has quiet runs; else projected: a
     novel run as the other novel row (the same stages and steps), a multitask run at the median cost per step of the
     measured multitask rows."""
     from ..surgery import METHODS
@@ -276,8 +276,8 @@ def parity(runs_dir: str | Path = STORE) -> list[dict]:
     import numpy as np
     from scipy import stats
     runs_dir = repo_path(runs_dir)
-    everything = _distinct([(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
-                            if "parity" not in p.relative_to(runs_dir).parts[:2]])
+    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
+                  if "parity" not in p.relative_to(runs_dir).parts[:2]]
     found = []
     for d, off in [r for folder in (runs_dir / "parity", *runs_dir.glob("*/parity")) for r in _finished_parity(folder)]:
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
@@ -297,18 +297,6 @@ def parity(runs_dir: str | Path = STORE) -> list[dict]:
                                  "lo": lo, "hi": hi, "off": off[k], "within": bool(lo <= off[k] <= hi)}
         found.append(row)
     return found
-
-
-def _distinct(runs: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
-    """`runs` without copies of a run listed earlier (paper.SAME_RUNS copies 03's and 04's runs into 06's folder):
-    a copy's metrics.json is the original's, byte for byte."""
-    seen, kept = set(), []
-    for d, m in runs:
-        key = json.dumps(m, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            kept.append((d, m))
-    return kept
 
 
 def _finished_parity(folder: Path) -> list[tuple[Path, dict]]:
@@ -450,7 +438,7 @@ def across_machines(runs_dir: str | Path = STORE) -> list[dict]:
     bf16), on two devices: the difference the machine's arithmetic alone makes, paired by seed.
     [{"config", "a", "b", "metrics"}]: device b minus device a, a and b in sorted order."""
     runs_dir = repo_path(runs_dir)
-    everything = _distinct([(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))])
+    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))]
     groups: dict[str, dict[str, dict[int, dict]]] = {}
     for _, m in everything:
         c = _full_config(m["config"])

@@ -1,4 +1,4 @@
-"""The figures the notebooks show and `make report` saves under reports/figures/: one seaborn theme, one colour
+"""The figures the notebooks show and `make report` saves under reports/runs/<device key>/figures/: one seaborn theme, one colour
 per task (losses, metrics, majority-class lines), others for the task pairs; legends and titles in plain names.
 Each plot reads its numbers through `runs` (a run's metrics.jsonl) or the tables it is given and draws nothing else."""
 from __future__ import annotations

@@ -37,11 +37,9 @@ FIGURE_SEED = SEEDS[0]
 # Notebooks that loop over seeds themselves (-p seeds [...]): executed once, after PLAN, with all the seeds asked for,
 # into <reports_dir>/notebooks/<label>.ipynb and <reports_dir>/runs/<label>/<row>/seed<k>/.
 AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_methods"), ("07_beyond", {}, "07_beyond"))
-# Runs of an AFTER notebook that a rung of PLAN already trains with the same config: (label, method) <- (label, run
-# folder in seed<k>). 06's `sum` is 03's CS rung and its `pcgrad` 04's CS + GS. `execute` copies a finished one into
-# the folder of the notebook it is about to run, either way (06 from the rungs, or a rung from a 06 that ran first);
-# the notebook's run() loads a copy only if its config.json matches (resume=true), and trains it again otherwise, so
-# a copy never stands in for a different run.
+# Runs of an AFTER notebook that a rung of PLAN trains with the same config: (label, method) -> (label, run folder in
+# seed<k>). 06's `sum` is 03's CS rung and its `pcgrad` 04's CS + GS: one run, in the rung's folder, which both
+# notebooks find (runs.method_folder); none is copied.
 SAME_RUNS = {("06_gradient_methods", "sum"): ("03_cosine_similarity", "cs"),
              ("06_gradient_methods", "pcgrad"): ("04_cs_gs", "cs_gs")}
 RUNG_TABLES = ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)"))

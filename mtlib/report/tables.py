@@ -388,7 +388,7 @@ def methods_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     seeds = sorted({int(p.name[4:]) for p in folders if p.name[4:].isdigit()})
     runs = method_runs(out, METHODS, seeds)
 
-    def copied(method: str, seed: int) -> bool:      # a rung's run of this folder stands for it (SAME_RUNS)
+    def copied(method: str, seed: int) -> bool:      # the rung's own run (SAME_RUNS): listed once, as the rung's
         label, sub = SAME_RUNS.get(("06_gradient_methods", method), (None, None))
         return bool(label) and (repo_path(runs_dir) / label / f"seed{seed}" / sub / "metrics.json").exists()
     copies = any(copied(m, k) for m, by_seed in runs.items() for k in by_seed)
