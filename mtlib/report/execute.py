@@ -78,7 +78,7 @@ def execute(profile: str | None = None, only: list[str] | None = None, store: st
 
 def tables(store: str | Path = STORE, results: str | Path = RESULTS, readme: str | Path | None = "README.md") -> list[Path]:
     """Every device's results page, the runs index and the README's generated blocks, from the store alone."""
-    written = [write_results(repo_path(store) / key, repo_path(results) / f"{key}.md") for key in devices(store)]
+    written = [write_results(Path(store) / key, repo_path(results) / f"{key}.md") for key in devices(store)]
     written.append(write_index(store, Path(results).parent / "runs.csv"))
     if readme:
         written.append(write_readme(readme, store))

@@ -89,12 +89,17 @@ def claims(store: str | Path = STORE) -> list[str]:
         cells = []
         for table in tables.values():
             c = table.iloc[i]
-            cells.append("—" if c["n"] == 0 else f"{c['mean']:+.3f}"
-                         + (f" [{c['lo']:+.3f}, {c['hi']:+.3f}]" if c["n"] > 1 else "") + f" (n={c['n']}): {c['verdict']}")
+            if c["n"] < 2:
+                cells.append("—" if c["n"] == 0 else f"{c['mean']:+.3f} n={c['n']}: no interval")
+                continue
+            cells.append(f"{c['mean']:+.3f} [{c['lo']:+.3f},{c['hi']:+.3f}] n={c['n']}: {c['verdict']}, "
+                         + SIZE.get(c["size"], c["size"]))
         lines.append(f"| ({tag}) {text} | {METRIC[metric]} | {report} | " + " | ".join(cells) + " |")
     return lines
 
 
+SIZE = {"excluded (ours smaller)": "excluded↓", "excluded (ours larger)": "excluded↑", "no effect in the report": "—",
+        "too wide to tell": "too wide"}
 METRIC = {"sst_acc": "SST", "para_acc": "Quora", "sts_pearson": "STS r", "overall": "mean"}
 BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims}
 

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from .paper import CLAIMS, METRICS
+from .paper import CLAIMS, METRICS, PAPER
 
 
 def interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -27,10 +27,28 @@ def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.9
     return {"n": len(seeds), "mean": mean, "low": None if math.isnan(lo) else lo, "high": None if math.isnan(hi) else hi}
 
 
-def verdict(lo: float, hi: float, sign: int) -> str:
-    """From a paired difference's interval: `holds`, `reversed` or `not resolved` (sign 0: the claim is 'differs')."""
+MIN_SEEDS = 3          # fewer paired seeds resolve nothing: a 2-seed t-interval (1 degree of freedom) is no test
+
+
+def degenerate(diffs) -> str | None:
+    """Why an interval over these paired differences can resolve nothing, or None: fewer than MIN_SEEDS seeds, or
+    no spread at all (every seed the same difference, so the t-interval is a point, not evidence)."""
+    if len(diffs) < MIN_SEEDS:
+        return f"n < {MIN_SEEDS}"
+    if max(diffs) == min(diffs):
+        return "zero spread: every seed gives the same difference"
+    return None
+
+
+def verdict(lo: float, hi: float, sign: int, diffs=None) -> str:
+    """The direction verdict from a paired difference's interval: `holds`, `reversed` or `not resolved` (sign 0:
+    the claim is 'differs'). With `diffs` (the paired differences), a degenerate interval is never resolved and
+    says why."""
     if math.isnan(lo) or math.isnan(hi):     # fewer than two seeds
         return "not resolved (n < 2)"
+    why = degenerate(diffs) if diffs is not None else None
+    if why:
+        return f"not resolved ({why})"
     excludes_zero = lo > 0 or hi < 0
     if sign == 0:
         return "holds" if excludes_zero else "not resolved"
@@ -39,17 +57,62 @@ def verdict(lo: float, hi: float, sign: int) -> str:
     return "holds" if (lo > 0) == (sign > 0) else "reversed"
 
 
+def size_verdict(lo: float, hi: float, effect: float | None) -> str:
+    """Our interval against the report's effect: `excluded` (the interval leaves it out: the report's size does not
+    reproduce here), `too wide to tell` (it contains it, but its half-width exceeds the effect, so these seeds
+    could not have told it from zero) or `consistent` (it contains it, and is narrow enough to have seen it)."""
+    if effect is None or math.isnan(effect):
+        return "no effect in the report"
+    if math.isnan(lo) or math.isnan(hi):
+        return "too wide to tell (n < 2)"
+    if not lo <= effect <= hi:
+        return "excluded (ours smaller)" if abs(hi if effect > 0 else lo) < abs(effect) else "excluded (ours larger)"
+    return "too wide to tell" if (hi - lo) / 2 > abs(effect) else "consistent"
+
+
 def claims_table(rows: dict[str, dict[int, dict]]) -> pd.DataFrame:
-    """Every claim of CLAIMS as a paired difference over the seeds both rows have, with its 95% interval and verdict."""
+    """Every claim of CLAIMS as a paired difference over the seeds both rows have: its 95% interval and half-width
+    (the smallest effect these seeds resolve), the direction verdict, the report's effect (its own two rows'
+    difference, where both are in it) and the size verdict against it."""
     out = []
     for tag, text, a, b, metric, sign in CLAIMS:
         seeds = sorted(set(rows.get(a, {})) & set(rows.get(b, {})))
         diffs = [rows[a][k][metric] - rows[b][k][metric] for k in seeds]
         mean, lo, hi = interval(diffs)
+        i = METRICS.index(metric)
+        effect = PAPER[a][i] - PAPER[b][i] if a in PAPER and b in PAPER else None
         out.append({"claim": f"({tag}) {text}", "metric": metric, "difference": f"{a} − {b}", "n": len(seeds),
-                    "mean": mean, "lo": lo, "hi": hi,
-                    "verdict": verdict(lo, hi, sign) if seeds else "not run"})
-    return pd.DataFrame(out)
+                    "mean": mean, "lo": lo, "hi": hi, "half": (hi - lo) / 2,
+                    "verdict": verdict(lo, hi, sign, diffs) if seeds else "not run", "report": effect,
+                    "size": size_verdict(lo, hi, effect) if seeds else "not run", "against": "the report"})
+    table = pd.DataFrame(out)
+    # (e') is not in the report: the effect its half-width must resolve is the edge (e) measures here (no dropout)
+    e = table[table["claim"].str.startswith("(e) ") & table["claim"].str.contains("no dropout")]
+    for i in table.index[table["claim"].str.startswith("(e') ")]:
+        if len(e) and e.iloc[0]["n"] and table.at[i, "n"]:
+            table.at[i, "report"], table.at[i, "against"] = e.iloc[0]["mean"], "our (e), no dropout"
+            table.at[i, "size"] = size_verdict(table.at[i, "lo"], table.at[i, "hi"], e.iloc[0]["mean"])
+    return table
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down correction: which of these hypotheses are rejected with the family-wise error held at
+    `alpha`. The i-th smallest p (i from 0) is tested at alpha / (m - i), stopping at the first that fails."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def paired_p(a: dict[int, float], b: dict[int, float]) -> float:
+    """Two-sided p of the paired t-test over the seeds both have (NaN where it is degenerate)."""
+    from scipy import stats
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    return float("nan") if degenerate(diffs) else float(stats.ttest_1samp(diffs, 0.0).pvalue)
 
 
 def resolved_tasks(runs: dict[int, dict], reference: dict[int, dict]) -> list[str]:
@@ -59,8 +122,9 @@ def resolved_tasks(runs: dict[int, dict], reference: dict[int, dict]) -> list[st
     for m in METRICS[:-1]:
         if any(m not in r for r in (*runs.values(), *reference.values())):
             continue
-        ci = paired_interval({s: r[m] for s, r in runs.items()}, {s: r[m] for s, r in reference.items()})
-        if ci["low"] is not None and verdict(ci["low"], ci["high"], sign=0) == "holds":     # "differs" holds
+        a, b = {s: r[m] for s, r in runs.items()}, {s: r[m] for s, r in reference.items()}
+        ci, diffs = paired_interval(a, b), [a[s] - b[s] for s in sorted(set(a) & set(b))]
+        if ci["low"] is not None and verdict(ci["low"], ci["high"], 0, diffs) == "holds":     # "differs" holds
             found.append(f"{m} {interval_text(ci)}")
     return found
 

@@ -16,7 +16,7 @@ from ..notebook import shown
 from .paper import HEADS, METRICS, PAPER, ROWS, RUNG_TABLES, SAME_RUNS, SINGLE, TASK_PAIRS
 from .runs import (ablation_runs, cpu_use, gradient_frame, log_path, method_folder, method_runs, method_telemetry, repo_path,
                    runs_by_seed, seed_runs, shared_machine, single_task_runs)
-from .stats import claims_table, interval_text, mean_std, paired_interval, paired_text, resolved_tasks
+from .stats import MIN_SEEDS, claims_table, interval_text, mean_std, paired_interval, paired_text, resolved_tasks
 
 
 def compare(runs: dict[str, dict], paper_rows: dict[str, str] | None = None) -> pd.DataFrame:
@@ -223,6 +223,18 @@ def claims_markdown(claims: pd.DataFrame) -> list[str]:
         ci = "" if math.isnan(r.lo) else f"[{r.lo:+.3f}, {r.hi:+.3f}]"
         mean = "" if math.isnan(r.mean) else f"{r.mean:+.3f}"
         lines.append(f"| {r.claim} | {r.metric} | {r.difference} | {r.n} | {mean} | {ci} | {r.verdict} |")
+    lines += ["", "### Against the report's effect size", "",
+              "The report's effect is the difference of its own two rows ((e') is not in the report: its effect is the edge (e) "
+              "measures here, which its half-width has to resolve). **excluded**: our interval leaves it out "
+              "(the report's size does not reproduce in this setting: this encoder, profile and device); "
+              "**consistent**: our interval contains it and its half-width is smaller than it; **too wide to tell**: "
+              "it contains it, but its half-width (the smallest effect these seeds resolve) exceeds it.", "",
+              "| claim | metric | effect | against | ours | half-width | n | size |", "|---|---|---|---|---|---|---|---|"]
+    for r in claims.itertuples():
+        report = "—" if r.report is None or math.isnan(r.report) else f"{r.report:+.3f}"
+        half = "" if math.isnan(r.half) else f"{r.half:.3f}"
+        mean = "" if math.isnan(r.mean) else f"{r.mean:+.3f}"
+        lines.append(f"| {r.claim} | {r.metric} | {report} | {r.against} | {mean} | {half} | {r.n} | {r.size} |")
     return lines
 
 
@@ -435,8 +447,9 @@ def _ablation_per_task(runs: dict[str, list[dict]]) -> list[str]:
     first = next(iter(runs.values()))
     found = [(name, resolved_tasks(runs_by_seed(seeds), runs_by_seed(first))) for name, seeds in runs.items() if seeds is not first]
     lines = [f"- **{name}**: {'; '.join(tasks)}." for name, tasks in found if tasks]
-    return ["Task metrics a row moves, paired by seed with the first row (95% interval excludes zero):", "",
-            *lines, ""] if lines else []
+    return [f"Task metrics a row moves, paired by seed with the first row (95% interval excludes zero, at least "
+            f"{MIN_SEEDS} seeds with some spread; uncorrected for the {3 * len(found)} comparisons made here, so "
+            "read them as leads, not findings):", "", *lines, ""] if lines else []
 
 
 def _run_line(name: str, seed: int, folder: str, m: dict) -> str:

@@ -1,0 +1,65 @@
+"""The verdict logic, on hand-worked answers: direction, size against the report's effect, degenerate intervals, Holm."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mtlib.report.stats import claims_table, degenerate, holm, interval, paired_p, size_verdict, verdict
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("lo, hi, sign, expected", [
+    (0.01, 0.03, +1, "holds"), (0.01, 0.03, -1, "reversed"), (-0.03, -0.01, -1, "holds"), (-0.03, -0.01, +1, "reversed"),
+    (-0.01, 0.02, +1, "not resolved"), (-0.03, -0.01, 0, "holds"), (-0.01, 0.01, 0, "not resolved")])
+def test_direction(lo, hi, sign, expected):
+    assert verdict(lo, hi, sign, [0.01, 0.02, 0.03]) == expected
+
+
+@pytest.mark.parametrize("lo, hi, effect, expected", [
+    (-0.002, 0.003, 0.021, "excluded (ours smaller)"),       # (c) on the AMD box: the report's +.021 left out, below
+    (0.464, 0.529, 0.275, "excluded (ours larger)"),         # (b) STS: ours beyond the report's effect
+    (-0.015, 0.009, -0.328, "excluded (ours smaller)"),      # (a): a negative effect, ours nearer zero
+    (0.020, 0.040, 0.031, "consistent"),                     # contains it, half-width .010 < .031
+    (-0.012, 0.010, 0.006, "too wide to tell"),              # (e') against (e)'s edge: half-width .011 > .006
+    (-0.01, 0.02, None, "no effect in the report"), (NAN, NAN, 0.02, "too wide to tell (n < 2)")])
+def test_size_against_the_reports_effect(lo, hi, effect, expected):
+    assert size_verdict(lo, hi, effect) == expected
+
+
+def test_degenerate_intervals_are_never_resolved_and_say_why():
+    assert degenerate([0.1, 0.2, 0.3]) is None
+    assert degenerate([0.01, 0.02]) == "n < 3"
+    assert "zero spread" in degenerate([-0.009, -0.009, -0.009])
+    # two seeds with identical differences: a t-interval of width zero that would read as resolved
+    mean, lo, hi = interval([-0.009, -0.009])
+    assert lo == hi == mean and verdict(lo, hi, 0) == "holds"                       # without the differences: fooled
+    assert verdict(lo, hi, 0, [-0.009, -0.009]) == "not resolved (n < 3)"
+    mean, lo, hi = interval([-0.009] * 3)
+    assert verdict(lo, hi, -1, [-0.009] * 3).startswith("not resolved (zero spread")
+    assert math.isnan(paired_p({0: 1.0, 1: 1.0}, {0: 0.5, 1: 0.5}))
+
+
+def test_holm_on_a_hand_worked_example():
+    # m = 4, alpha .05: sorted p .01 <= .05/4 = .0125 rejected; .02 <= .05/3 = .0167? no: stop, none after
+    assert holm([0.04, 0.01, 0.02, 0.30]) == [False, True, False, False]
+    # .001 <= .0125, .01 <= .0167, .02 <= .025, .04 <= .05: all four
+    assert holm([0.02, 0.001, 0.04, 0.01]) == [True, True, True, True]
+    assert holm([0.06]) == [False] and holm([]) == []
+
+
+def test_claims_table_has_both_verdicts_and_ep_is_sized_against_our_e():
+    def runs(values):
+        return {k: {"overall": v, "sts_pearson": v, "sst_acc": v, "para_acc": v} for k, v in enumerate(values)}
+    rows = {"CS + GS, no dropout": runs([0.680, 0.684, 0.682]),
+            "Novel: CS + GS, no dropout": runs([0.686, 0.690, 0.687]),
+            "CS + GS, no dropout, novel's step count (not in the report)": runs([0.690, 0.684, 0.689])}
+    table = claims_table(rows).set_index("claim")
+    e = table.loc["(e) novel beats CS+GS (no dropout)"]
+    assert e["verdict"] == "holds" and e["report"] == pytest.approx(0.708 - 0.677)
+    assert e["size"] == "excluded (ours smaller)" and e["half"] == pytest.approx((e["hi"] - e["lo"]) / 2)
+    ep = table.loc["(e') novel beats CS+GS at an equal step count (no dropout)"]
+    assert ep["against"] == "our (e), no dropout" and ep["report"] == pytest.approx(e["mean"])
+    assert ep["verdict"] == "not resolved" and ep["size"] == "too wide to tell"
+    assert table.loc["(c) CS+GS beats CS"]["verdict"] == "not run"
