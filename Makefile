@@ -20,7 +20,7 @@ STORE ?= reports/runs
 TEST_WORKERS ?= 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run run-novel test test-fast lab report tables explore bench parity sweep profile data clean strip gpu-pack
+.PHONY: setup run run-novel test test-fast lab report tables control explore bench parity sweep profile data clean strip gpu-pack
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 # --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
@@ -62,6 +62,15 @@ lab: setup  ## JupyterLab at the repository root: the project's kernel, data fol
 
 report: setup  ## every notebook for every seed (SEEDS="0 1 2") into reports/runs/<device key>/, then make tables; resumes
 	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS) --store $(STORE)
+
+# The pre-training control (results pages, third table): each head set a headline row uses -- the baseline's MLP heads,
+# the cosine STS head of CS, CS + GS and the novel pipeline, 07's best (sbert pair features) -- trained on the encoder as
+# shipped, frozen (pipeline=control), into this machine's part of the store; resumes.
+CONTROL_HEADS ?= concat-mlp concat-cosine sbert-cosine
+control: setup  ## the pre-training control: heads alone on the frozen encoder as shipped -> reports/runs/<device key>/control/
+	for k in $(SEEDS); do for h in $(CONTROL_HEADS); do \
+	  $(PY) -m mtlib run pipeline=control para_head=$${h%-*} sts_head=$${h#*-} dropout=0 profile=$(PROFILE) seed=$$k \
+	    progress=false resume=true out_dir=$(HERE)/control/seed$$k/$$h || exit 1; done; done
 
 tables: setup  ## every device's results page, reports/runs.csv and the README's tables, from the committed runs (seconds)
 	$(PY) -m mtlib tables --store $(STORE)

@@ -17,7 +17,7 @@ WEIGHTINGS = ("upgrad", "mgda", "cagrad", "imtl_g", "aligned_mtl", "dualproj", "
 COMBINE_METHODS = ("sum", "pcgrad", *WEIGHTINGS)
 
 CHOICES = {
-    "pipeline": ("multitask", "novel"),
+    "pipeline": ("multitask", "novel", "control"),
     "profile": ("smoke", "cpu", "paper"),
     "pooling": ("mean", "cls", "pooler"),
     "sts_head": ("mlp", "cosine", "cross"),

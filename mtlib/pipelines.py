@@ -129,7 +129,14 @@ def novel(stages: "Stages") -> list[StageResult]:
     return results
 
 
-PIPELINES = {"multitask": multitask, "novel": novel}
+def control(stages: "Stages") -> list[StageResult]:
+    """The pre-training control: the encoder as shipped, frozen, and only the heads trained on its features
+    (frozen_epochs of them; a cosine STS head has no weights, so STS is the encoder's zero-shot score). What a
+    fine-tuned row reaches beyond it is what fine-tuning adds."""
+    return [stages.train(Stage("frozen", D.TASKS, stages.cfg.frozen_epochs, freeze_encoder=True))]
+
+
+PIPELINES = {"multitask": multitask, "novel": novel, "control": control}
 
 
 class RunDir:

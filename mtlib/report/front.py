@@ -46,8 +46,8 @@ def ladder(store: str | Path = STORE) -> list[str]:
         cells = []
         for key in keys:
             runs = seed_runs(repo_path(store) / key, label, sub)
-            cells.append(f"{mean_std([m['overall'] for m in runs.values()])} (n={len(runs)}; "
-                         f"{minutes(list(runs.values()))} min)" if runs else "—")
+            cells.append(f"{mean_std([m['overall'] for m in runs.values()]).replace(' ± ', '±')} n={len(runs)}, "
+                         f"{minutes(list(runs.values()))} min" if runs else "—")
         lines.append(f"| {name} | {f'{PAPER[name][3]:.3f}' if name in PAPER else '—'} | " + " | ".join(cells) + " |")
     return lines
 

@@ -42,7 +42,8 @@ AFTER = (("06_gradient_methods", {"figures_dir": "figures"}, "06_gradient_method
 # notebooks find (runs.method_folder); none is copied.
 SAME_RUNS = {("06_gradient_methods", "sum"): ("03_cosine_similarity", "cs"),
              ("06_gradient_methods", "pcgrad"): ("04_cs_gs", "cs_gs")}
-RUNG_TABLES = ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)"))
+RUNG_TABLES = ((1, "Multitask fine-tuning (rungs 1-4)"), (2, "Novel approach (rung 5)"),
+               (3, "Pre-training control: the encoder as shipped, frozen, its heads trained (not in the report)"))
 # results.md rows: (table, row name, run label, run folder inside <label>/seed<k>/)
 ROWS = (
     (1, "Baseline", "01_baseline", "baseline"),
@@ -54,6 +55,10 @@ ROWS = (
     (1, "CS + GS, no dropout, novel's step count (not in the report)", "04_cs_gs-no-dropout-novel-steps", "cs_gs"),
     (2, "Novel: CS + GS", "05_novel", "novel"),
     (2, "Novel: CS + GS, no dropout", "05_novel-no-dropout", "novel"),
+    # `make control`: each head set a headline row uses, on the frozen encoder (pipeline=control), <para>-<sts> heads
+    (3, "Control: frozen encoder, MLP heads", "control", "concat-mlp"),
+    (3, "Control: frozen encoder, cosine STS head", "control", "concat-cosine"),
+    (3, "Control: frozen encoder, 07's best heads", "control", "sbert-cosine"),
 )
 # The report's claims, each a paired difference (row a - row b, same seeds) of one metric, and the sign claimed:
 # +1 (a is higher), -1 (a is lower), 0 (they differ).
