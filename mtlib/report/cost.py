@@ -176,6 +176,8 @@ def seed_cost(runs_dir: str | Path = PROFILED, profile: str = "cpu") -> pd.DataF
     params = {label: p for _, p, label in PLAN}
     rows = []
     for _, name, label, sub in ROWS:
+        if label not in params:                       # `make control`'s rows: not a notebook of `make report`
+            continue
         runs = list(finished_runs(runs_dir / label, f"seed*/{sub}").values())
         rows.append({"notebook": label, "run": name, "planned": _planned_steps(params[label], profile), **_cost(runs)})
     for method in METHODS:
