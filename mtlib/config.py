@@ -30,6 +30,7 @@ CHOICES = {
     "sts_features": ("concat", "sbert"),
     "sts_loss": ("mse", "cosent"),
     "schedule": ("constant", "linear"),
+    "select": ("best", "last"),
     "merge": ("uniform", "task_arithmetic", "ties"),
 }
 
@@ -85,6 +86,9 @@ class Config:
     weight_decay: float = 0.0
     ema: float = 0.0                       # decay of an exponential moving average of the weights, evaluated and kept
                                            # in their place (stages that train the encoder); 0: off (the report's)
+    select: str = "best"                   # the epoch a stage keeps, evaluates and predicts from: its best on dev (every
+                                           # committed run), or its last; the headline tables read the last epoch from
+                                           # the logged history either way
     batch_size: Optional[int] = None
     epochs: Optional[int] = None           # multitask epochs (unfrozen)
     single_task_epochs: Optional[int] = None  # `novel` stage 1 (0: skip it, the encoders are not averaged)

@@ -224,6 +224,14 @@ class Stages:
 RESUME_IGNORES = ("resume", "progress", "out_dir", "data_dir", "checkpoint_every", "eval_batch_size")
 
 
+def one_epoch(config: dict) -> bool:
+    """Does every stage of this config train a single epoch (so that its last epoch is the one it would select)?"""
+    counts = [config.get("epochs")] + ([config.get("single_task_epochs"), config.get("frozen_epochs")]
+                                       if config.get("pipeline") == "novel" else [])
+    counts += [config.get("frozen_epochs")] if config.get("pipeline") == "control" else []
+    return all(c is not None and c <= 1 for c in counts)
+
+
 def changed_keys(before: dict, now: dict, used: str | None = None, using: str | None = None,
                  mid_run: bool = False) -> list[str]:
     """Config keys whose values differ, leaving out those that change no result. A key the earlier run's config
@@ -239,6 +247,8 @@ def changed_keys(before: dict, now: dict, used: str | None = None, using: str | 
     def same(k):
         if k == "precision" and known and (mid_run or used == using):
             return used == using
+        if k == "select" and one_epoch(now):     # one epoch a stage: its last is its best, the same run
+            return True
         return before.get(k, defaults.get(k)) == now[k]
     return [k for k in now if k not in RESUME_IGNORES and not same(k)]
 

@@ -281,7 +281,8 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                 device: torch.device, log: JsonlLog, ckpt_path: Path,
                 evaluate: Callable[[MultitaskModel, tuple[str, ...]], dict],
                 checkpointer: Checkpointer | None = None, resume: dict | None = None) -> StageResult:
-    """Train `stage`; after every epoch `evaluate(model, tasks)` on dev; keep (and finally reload) the best epoch.
+    """Train `stage`; after every epoch `evaluate(model, tasks)` on dev; keep (and finally reload) the best epoch on
+    dev, or with cfg.select="last" the last (`result.best` is the kept epoch's metrics either way).
 
     With a `checkpointer`, the loop's full state is saved every `checkpointer.every` steps and at each
     epoch's end; `resume` (such a saved state) continues exactly where it was taken.
@@ -371,7 +372,7 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
                 spent["eval"] += time.perf_counter() - t0
                 log.write(type="epoch", stage=stage.name, epoch=epoch, **metrics)
                 result.history.append({"epoch": epoch, **metrics})
-                if result.best_epoch < 0 or better(metrics["overall"], result.best["overall"]):
+                if result.best_epoch < 0 or cfg.select == "last" or better(metrics["overall"], result.best["overall"]):
                     result.best_epoch, result.best = epoch, metrics
                     t0 = time.perf_counter()
                     save_checkpoint(kept, ckpt_path)

@@ -63,3 +63,21 @@ def test_claims_table_has_both_verdicts_and_ep_is_sized_against_our_e():
     assert ep["against"] == "our (e), no dropout" and ep["report"] == pytest.approx(e["mean"])
     assert ep["verdict"] == "not resolved" and ep["size"] == "too wide to tell"
     assert table.loc["(c) CS+GS beats CS"]["verdict"] == "not run"
+
+
+def test_the_ladder_reads_each_runs_last_epoch_and_labels_the_dev_selected_one(tmp_path):
+    """A 3-epoch run that kept its best epoch: the headline shows its last, the dev-selected one beside it."""
+    import json
+    from conftest import fake_run
+    from mtlib.report import front
+    from mtlib.report.runs import last_epoch
+    for seed, (best, last) in enumerate(((0.70, 0.68), (0.71, 0.69), (0.72, 0.70))):
+        folder = tmp_path / "dev-1" / "04_cs_gs-no-dropout-novel-steps" / f"seed{seed}" / "cs_gs"
+        fake_run(folder)
+        m = json.loads((folder / "metrics.json").read_text())
+        m["overall"], m["final_stage"] = best, "multitask"
+        m["stages"] = [{"name": "multitask", "history": [{"epoch": 1, "overall": best}, {"epoch": 2, "overall": last}]}]
+        (folder / "metrics.json").write_text(json.dumps(m))
+        assert last_epoch(m)["overall"] == last
+    row = next(line for line in front.ladder(tmp_path) if line.startswith("| CS + GS, no dropout, novel's step count"))
+    assert "0.690±0.010 (selected on dev: 0.710±0.010) n=3" in row

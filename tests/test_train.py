@@ -387,3 +387,16 @@ def test_ema_evaluates_and_keeps_the_averaged_weights(tiny_config):
     from mtlib.config import ConfigError
     with pytest.raises(ConfigError, match="ema=1.0 is not valid"):
         run(tiny_config, ema=1.0)
+
+
+@pytest.mark.slow
+def test_select_last_keeps_the_last_epoch_and_one_epoch_stages_load_either_way(tiny_config, tmp_path, capsys):
+    from mtlib.pipelines import run
+    m = run({**tiny_config, "select": "last", "epochs": 3, "out_dir": str(tmp_path / "last")})
+    history = m["stages"][-1]["history"]
+    assert m["best_epoch"] == 3 and m["overall"] == history[-1]["overall"]
+    one = {**tiny_config, "epochs": 1, "out_dir": str(tmp_path / "one")}
+    run(one)
+    capsys.readouterr()
+    run({**one, "select": "last", "resume": True})           # one epoch: its last is its best, the same run
+    assert "holds a finished run" in capsys.readouterr().out

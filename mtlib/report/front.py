@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..store import STORE
 from .paper import CLAIMS, PAPER, ROWS
-from .runs import ablation_runs, repo_path, seed_runs, single_task_runs
+from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
 from .stats import claims_table, mean_std
 from .tables import wall_text
 
@@ -35,7 +35,7 @@ def _cells(runs: dict[int, dict], keys=(*TASKS, "overall")) -> list[str]:
 def minutes(runs: list[dict]) -> str:
     """Minutes per run over the runs that had the machine to themselves and ran in one process (`wall_text`'s
     rule, without its note: the device's results page says how many were left out)."""
-    return wall_text(runs).split(" (")[0].replace("resumed", "—")
+    return wall_text(runs).split(" (")[0].replace("resumed", "—").replace(" ± ", "±")
 
 
 def ladder(store: str | Path = STORE) -> list[str]:
@@ -46,8 +46,13 @@ def ladder(store: str | Path = STORE) -> list[str]:
         cells = []
         for key in keys:
             runs = seed_runs(repo_path(store) / key, label, sub)
-            cells.append(f"{mean_std([m['overall'] for m in runs.values()]).replace(' ± ', '±')} n={len(runs)}, "
-                         f"{minutes(list(runs.values()))} min" if runs else "—")
+            if not runs:
+                cells.append("—")
+                continue
+            last = [last_epoch(m)["overall"] for m in runs.values()]
+            best = [m["overall"] for m in runs.values()]
+            chosen = "" if last == best else f" (selected on dev: {mean_std(best).replace(' ± ', '±')})"
+            cells.append(f"{mean_std(last).replace(' ± ', '±')}{chosen} n={len(runs)}, {minutes(list(runs.values()))} min")
         lines.append(f"| {name.replace(' (not in the report)', '')} | {f'{PAPER[name][3]:.3f}' if name in PAPER else '—'} | "
                      + " | ".join(cells) + " |")
     return lines

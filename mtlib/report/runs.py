@@ -96,6 +96,13 @@ def single_task_runs(runs_dir: str | Path) -> dict[str, dict[int, dict]]:
     return found
 
 
+def last_epoch(m: dict) -> dict:
+    """A finished run's dev metrics at the last epoch of its final stage (from the history metrics.json logs), whichever
+    epoch it kept: numbers chosen without looking at dev. `m` itself holds the kept (by default the best) epoch's."""
+    final = next((s for s in m.get("stages", []) if s["name"] == m.get("final_stage")), None)
+    return final["history"][-1] if final and final.get("history") else m
+
+
 def method_folder(out: str | Path, method: str, seed: int, config: dict | None = None) -> Path:
     """Where 06's run of `method` and `seed` lies. A rung of the ladder trains the configs of 06's `sum` (03's CS)
     and `pcgrad` (04's CS + GS, paper.SAME_RUNS): their home is the rung's folder beside <out>
