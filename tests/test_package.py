@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = ("config", "data", "models", "surgery", "merge", "train", "evaluate", "pipelines", "notebook", "files")
+CORE = ("config", "data", "models", "surgery", "merge", "train", "evaluate", "pipelines", "notebook", "files", "store")
 PACKAGE = Path(__file__).resolve().parent.parent / "mtlib"
 
 

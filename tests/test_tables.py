@@ -67,3 +67,18 @@ def test_readme_blocks_are_fresh_and_the_front_page_stays_short():
 def test_a_missing_block_says_how_to_add_it():
     with pytest.raises(ValueError, match="<!-- tables:ladder -->"):
         front.render("no markers here")
+
+
+def test_the_committed_record_stays_slim():
+    """What a clone unpacks under reports/: at most 60 MB, per-step logs compressed, no leaderboard files beyond the
+    runs behind the headline rows and each notebook's best run (git ignores the rest)."""
+    import subprocess
+    files = subprocess.run(["git", "ls-files", "reports"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    sizes = {f: (ROOT / f).stat().st_size for f in files if (ROOT / f).is_file()}
+    assert sum(sizes.values()) <= 60e6, f"reports/ holds {sum(sizes.values()) / 1e6:.0f} MB"
+    assert not [f for f in sizes if f.endswith("metrics.jsonl")], "commit per-step logs gzip-compressed"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "reports/runs/k/x/seed0/predictions/a.csv"],
+                             cwd=ROOT).returncode == 0
+    assert ignored, "a new run's leaderboard files must stay out of git unless added on purpose"
