@@ -77,6 +77,10 @@ def best_model(store: str | Path = STORE) -> list[str]:
                       for k, m in runs.items()}
             lines.append(f"| single-task models (Quora {c.get('para_head', 'concat')} head) | {key} | "
                          + " | ".join(_cells(single, TASKS)) + f" | | {len(single)} | |")
+        control = seed_runs(repo_path(store) / key, "control", "sbert-cosine")
+        if control:
+            lines.append(f"| pre-training control (07's heads, frozen encoder) | {key} | " + " | ".join(_cells(control))
+                         + f" | {len(control)} | {minutes(list(control.values()))} |")
     return lines
 
 
