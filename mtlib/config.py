@@ -108,6 +108,8 @@ class Config:
     bucket_pool: int = 64                  # bucketing window: batches whose rows are sorted by length together
     bucket_tasks: str = "sst,para,sts"     # the tasks whose training batches are bucketed (with bucket=true)
     dropout_impl: str = "fast"             # fast: 15-bit-mask dropout on CPU (models.FastDropout); torch: nn.Dropout
+    noise_batches: int = 0                 # after training, each task's gradient on this many batches (an even number):
+                                           # 02's noise floor -> <out_dir>/gradient_noise.json (train.gradient_cosines)
     checkpoint_every: int = 250            # steps between resume checkpoints (and at every epoch end); 0: epochs only
     resume: bool = False                   # go on from the resume checkpoint in out_dir
     max_bad_fraction: float = 0.001
@@ -173,6 +175,9 @@ class Config:
                               "sst, para, sts (bucket=false buckets none)")
         self.bucket_tasks = ",".join(t for t in ("sst", "para", "sts") if t in names)    # one spelling per set
         self.loss_weights = _parse_weights(self.loss_weights)
+        if self.noise_batches < 0 or self.noise_batches % 2:
+            raise ConfigError(f"noise_batches={self.noise_batches} is not valid; use an even number of batches "
+                              "(16: eight independent same-task pairs per task), or 0 for none")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every} is not valid; use a step count, or 0")
         for name in ("steps_per_epoch", "max_train", "max_eval"):

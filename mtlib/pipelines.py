@@ -73,6 +73,9 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
 
     final = results[-1]
     write_predictions(model, {(t, s): data[t][s] for t in D.TASKS for s in ("dev", "test")}, cfg, device, out.path)
+    if cfg.noise_batches:                    # 02's noise floor on the final model, while it is in memory
+        noise = gradient_cosines(model, data, cfg, device, cfg.noise_batches, cfg.seed)
+        atomic_write_text(out.path / "gradient_noise.json", json.dumps(noise))
     metrics = {
         **final.best,
         "final_stage": final.name,
@@ -142,7 +145,8 @@ PIPELINES = {"multitask": multitask, "novel": novel, "control": control}
 class RunDir:
     """A run's out_dir: config.json, metrics.jsonl, checkpoints/, predictions/ and, once finished, metrics.json."""
 
-    OUTPUTS = ("metrics.json", "metrics.jsonl", "metrics.jsonl.gz", "config.json", "checkpoints", "predictions")
+    OUTPUTS = ("metrics.json", "metrics.jsonl", "metrics.jsonl.gz", "config.json", "checkpoints", "predictions",
+               "gradient_noise.json")
 
     def __init__(self, cfg: Config):
         self.cfg, self.path = cfg, prepare_out_dir(cfg.out_dir)
@@ -303,19 +307,6 @@ def run_config(out: Path, kind: str = "finished run") -> Config:
     if not (out / "config.json").exists():
         raise FileNotFoundError(f"{out / 'config.json'}: not a run folder; give the out_dir of a {kind}")
     return Config.from_dict({**json.loads((out / "config.json").read_text()), "progress": False})
-
-
-def gradient_noise(out_dir: str | Path, n_batches: int = 4, stage: str = "multitask") -> list[dict]:
-    """Rebuild a finished run's model from its config.json and `<stage>.safetensors`, and measure its task-gradient
-    cosines across tasks and, as a noise floor, within a task on different batches (`train.gradient_cosines`)."""
-    out = Path(out_dir)
-    cfg = run_config(out)
-    seed_everything(cfg.seed)
-    device = pick_device(cfg)
-    model, tokenizer = model_for(cfg, device)
-    load_checkpoint(model, out / "checkpoints" / f"{stage}.safetensors")
-    data = {t: {"train": encode_split(cfg, split["train"], tokenizer)} for t, split in load_splits(cfg).items()}
-    return gradient_cosines(model, data, cfg, device, n_batches, cfg.seed)
 
 
 # (merge, lambda, density) that `merge_grid` tries: the report's average, task arithmetic at three scales (lambda =

@@ -213,33 +213,34 @@ def upcoming_rows(sampler: TaskSampler, n: int) -> np.ndarray:
 
 
 def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg: Config, device: torch.device,
-                     n_batches: int = 4, seed: int = 0) -> list[dict]:
+                     n_batches: int = 16, seed: int = 0) -> list[dict]:
     """Cosines between task gradients of the shared encoder, measured on a fixed model: for each of `n_batches`
     rounds, every task's gradient on a fresh training batch. Rows: (round, task a, task b, cosine) for every pair of
-    gradients of different tasks in a round, and for the same task on two different rounds' batches: the noise
-    floor, i.e. how similar two gradients of one task are when only the batch differs."""
+    tasks in a round, and for one task on rounds 2i and 2i+1: the noise floor, i.e. how similar two gradients of one
+    task are when only the batch differs. Disjoint pairs of rounds make the n_batches / 2 floor values of a task
+    independent, and keep two rounds of gradients in memory rather than all of them."""
     model.train()
     shared = model.shared_parameters()
     samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [seed, 1000 + i], bucket=cfg.bucketed(t), pool=cfg.bucket_pool)
                 for i, t in enumerate(data)}
-    grads: dict[tuple[int, str], torch.Tensor] = {}
+    tasks, rows, previous = list(data), [], {}
+
+    def row(r1: int, r2: int, a: str, b: str, g1: torch.Tensor, g2: torch.Tensor) -> dict:
+        return {"round": r1, "round_b": r2, "task_a": a, "task_b": b,
+                "cosine": float(g1 @ g2 / (g1.norm() * g2.norm()).clamp_min(1e-30))}
     for r in range(n_batches):
-        for task in data:
+        grads = {}
+        for task in tasks:
             batch = {k: v.to(device) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
             with training_attention(device), torch.autocast(device.type, dtype=torch.bfloat16,
                                                              enabled=use_bf16(cfg, device)):
                 loss = model.loss(task, model(task, batch), batch["labels"])
             g = torch.autograd.grad(loss, shared, allow_unused=True)
-            grads[r, task] = torch.cat([(torch.zeros_like(p) if x is None else x.to_dense() if x.is_sparse else x)
-                                        .flatten().double() for x, p in zip(g, shared)])
-    rows, tasks = [], list(data)
-    for (r1, a), g1 in grads.items():
-        for (r2, b), g2 in grads.items():
-            same_round_pair = r1 == r2 and tasks.index(a) < tasks.index(b)
-            same_task_pair = a == b and r1 < r2
-            if same_round_pair or same_task_pair:
-                cos = float(g1 @ g2 / (g1.norm() * g2.norm()).clamp_min(1e-30))
-                rows.append({"round": r1, "round_b": r2, "task_a": a, "task_b": b, "cosine": cos})
+            grads[task] = torch.cat([(torch.zeros_like(p) if x is None else x.to_dense() if x.is_sparse else x)
+                                     .flatten().double() for x, p in zip(g, shared)])
+        rows += [row(r, r, a, b, grads[a], grads[b]) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+        rows += [row(r - 1, r, t, t, previous[t], grads[t]) for t in tasks] if r % 2 else []
+        previous = grads
     return rows
 
 

@@ -188,8 +188,8 @@ def test_results_count_the_reports_pcgrad_explanation_over_every_seed(tmp_path):
     section = text.split("## 02: PCGrad's gradients, every seed")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "seed |" not in line]
     assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 1", "| 10"]              # by seed number
-    assert "| 0.050 | 0.050 | 0.050 | not kept | not kept | 50% | 100.0% | 100.0% | 30.0% | yes | yes |" in rows[0]
-    assert "| 0.120–0.200 | 0.040 |" in rows[1]                                     # same task vs across tasks
+    assert "| 0.050 | 0.050 | 0.050 | not kept | not kept | not kept |  | not kept | 50% | 100.0% | 100.0% | 30.0% | yes | yes |" in rows[0]
+    assert "| 0.120 (0.120–0.120) | 0.140 (0.140–0.140) | 0.200 (0.200–0.200) | 1 | 0.040 |" in rows[1]
     assert rows[2].endswith("| no | no |")                                          # |cos| 0.5: not orthogonal
     assert "near-orthogonal to the others in 2 of 3, and PCGrad annihilates STS in 1 of 3" in section
     assert "holds in some seeds only" in section
@@ -235,6 +235,10 @@ def test_pcgrad_findings_against_the_reports_two_explanations_and_the_noise_floo
     assert f["share of steps with a conflict"] == 1.0 and f["same share if signs were random"] == 0.875
     assert f["noise floor |cos| sts (same task, other batch)"] == pytest.approx(0.2)      # |cos|: the sign dropped
     assert f["cross-task |cos| on the same model"] == pytest.approx(0.04)
+    spread = pcgrad_findings(_telemetry(), noise=[{"task_a": t, "task_b": t, "cosine": c} for t in ("sst", "para", "sts")
+                                                  for c in (0.1, -0.2, 0.3, 0.4, -0.5)])
+    assert spread["noise floor |cos| sst, 25th-75th percentile"] == "0.200–0.400"    # pandas' linear quantiles
+    assert spread["noise floor pairs per task"] == 5
     g = pcgrad_findings(_telemetry(cos=-0.5, kept_sts=0.3))
     assert not g["near-orthogonal (median |cos| of STS pairs < 0.1)"] and g["STS annihilated (median kept < 0.5)"]
 

@@ -207,16 +207,26 @@ def test_resume_loads_a_finished_run_only_when_its_config_matches(tiny_config):
     assert json.loads((Path(tiny_config["out_dir"]) / "metrics.json").read_text())["config"]["lr"] == 2e-3
 
 
-def test_gradient_noise_floor_of_a_finished_run(tiny_config):
-    """Cross-task pairs in each round and same-task pairs across rounds, rebuilt from the run's own files."""
-    from mtlib.pipelines import gradient_noise
-    run(tiny_config, combine="pcgrad")
-    rows = gradient_noise(tiny_config["out_dir"], n_batches=2)
+def test_a_run_measures_its_noise_floor_on_disjoint_pairs_of_batches(tiny_config):
+    """noise_batches=4: cross-task pairs in each of 4 rounds, one task on rounds (0, 1) and (2, 3), all written by
+    the run itself; a later run without it clears the file rather than leaving a stale one."""
+    run(tiny_config, combine="pcgrad", noise_batches=4)
+    noise = Path(tiny_config["out_dir"]) / "gradient_noise.json"
+    rows = json.loads(noise.read_text())
     same = [r for r in rows if r["task_a"] == r["task_b"]]
     cross = [r for r in rows if r["task_a"] != r["task_b"]]
-    assert len(same) == 3 and len(cross) == 2 * 3
-    assert all(r["round"] < r["round_b"] for r in same) and all(r["round"] == r["round_b"] for r in cross)
+    assert len(same) == 2 * 3 and len(cross) == 4 * 3
+    assert {(r["round"], r["round_b"]) for r in same} == {(0, 1), (2, 3)}           # disjoint: independent pairs
+    assert all(r["round"] == r["round_b"] for r in cross)
     assert all(-1.0 <= r["cosine"] <= 1.0 for r in rows) and len({round(r["cosine"], 6) for r in rows}) == len(rows)
+    run(tiny_config, combine="pcgrad", resume=False)
+    assert not noise.exists()
+
+
+def test_noise_batches_must_be_even():
+    from mtlib.config import Config, ConfigError
+    with pytest.raises(ConfigError, match="noise_batches=3 is not valid; use an even number"):
+        Config(noise_batches=3)
 
 
 def test_upcoming_rows_peeks_without_moving_the_sampler(tiny_config):

@@ -64,7 +64,7 @@ def finding(row: str, run: dict, against: dict | None = None) -> str:
 def pcgrad_findings(f: pd.DataFrame, skip: int = 10, noise: list[dict] | None = None) -> dict:
     """Numbers behind the report's claim: after the first `skip` steps, are STS gradients near-orthogonal to the
     others, does PCGrad nearly annihilate them, and how do the cosines compare with the noise floor (the cosine
-    between one task's gradients on two different batches, `pipelines.gradient_noise`) and with random signs?"""
+    between one task's gradients on two different batches, `train.gradient_cosines`: a run's gradient_noise.json) and with random signs?"""
     late = f.iloc[skip:] if len(f) > skip else f
     out = {f"median |cos {a}-{b}|": float(late[f"cos_{a}_{b}"].abs().median()) for a, b in TASK_PAIRS}
     out.update({f"median kept {t}": float(late[f"kept_{t}"].median()) for t in ("sst", "para", "sts")})
@@ -77,7 +77,10 @@ def pcgrad_findings(f: pd.DataFrame, skip: int = 10, noise: list[dict] | None = 
         n = pd.DataFrame(noise)
         same = n[n["task_a"] == n["task_b"]]
         for t in ("sst", "para", "sts"):
-            out[f"noise floor |cos| {t} (same task, other batch)"] = float(same[same["task_a"] == t]["cosine"].abs().median())
+            floor = same[same["task_a"] == t]["cosine"].abs()
+            out[f"noise floor |cos| {t} (same task, other batch)"] = float(floor.median())
+            out[f"noise floor |cos| {t}, 25th-75th percentile"] = f"{floor.quantile(0.25):.3f}–{floor.quantile(0.75):.3f}"
+        out["noise floor pairs per task"] = int(len(same) // 3)
         out["cross-task |cos| on the same model"] = float(n[n["task_a"] != n["task_b"]]["cosine"].abs().median())
     out["near-orthogonal (median |cos| of STS pairs < 0.1)"] = bool(
         max(out["median |cos sst-sts|"], out["median |cos para-sts|"]) < 0.1)
@@ -117,8 +120,9 @@ def pcgrad_conclusion(findings: dict, runs: dict[str, dict], frames: dict[str, p
                    "above every floor: the tasks' gradients are more aligned, or more opposed, than batch noise explains")
         lines.append(
             "- **Noise floor:** two gradients of the *same* task on different batches (final model) have median "
-            "|cos| " + ", ".join(f"{TASK_NAMES[t]} {v:.3f}" for t, v in floor.items())
-            + f"; across tasks {cross:.3f}, {reading}.")
+            "|cos| " + ", ".join(f"{TASK_NAMES[t]} {v:.3f} (middle half "
+                                 f"{f[f'noise floor |cos| {t}, 25th-75th percentile']})" for t, v in floor.items())
+            + f" over {f['noise floor pairs per task']} pairs of batches a task; across tasks {cross:.3f}, {reading}.")
     lines += [
         f"- **Conflicts:** at least one pair conflicts on {f['share of steps with a conflict']:.0%} of steps; with "
         f"random signs it would be {f['same share if signs were random']:.0%}, so a conflict count alone says little "
@@ -323,11 +327,13 @@ def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> lis
     for folder in folders:
         noise = folder / "gradient_noise.json"
         f = pcgrad_findings(gradient_frame(folder), noise=json.loads(noise.read_text()) if noise.exists() else None)
-        floor = [v for k, v in f.items() if k.startswith("noise floor")]
+        kept = "noise floor pairs per task" in f
         rows[folder.parent.name.removeprefix("seed")] = {
             **{f"median abs cos {TASK_NAMES[a]}-{TASK_NAMES[b]}": f"{f[f'median |cos {a}-{b}|']:.3f}" for a, b in TASK_PAIRS},
-            "noise floor (same task)": f"{min(floor):.3f}–{max(floor):.3f}" if floor else "not kept",
-            "cross-task, same model": f"{f['cross-task |cos| on the same model']:.3f}" if floor else "not kept",
+            **{f"noise floor {TASK_NAMES[t]} (middle half)": f"{f[f'noise floor |cos| {t} (same task, other batch)']:.3f} "
+               f"({f[f'noise floor |cos| {t}, 25th-75th percentile']})" if kept else "not kept" for t in ("sst", "para", "sts")},
+            "pairs per task": f["noise floor pairs per task"] if kept else "",
+            "cross-task, same model": f"{f['cross-task |cos| on the same model']:.3f}" if kept else "not kept",
             "steps with a conflict": f"{f['share of steps with a conflict']:.0%}",
             **{f"median kept {TASK_NAMES[t]}": f"{f[f'median kept {t}']:.1%}" for t in ("sst", "para", "sts")},
             "near-orthogonal": f["near-orthogonal (median |cos| of STS pairs < 0.1)"],
@@ -338,8 +344,9 @@ def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> lis
               "the first 10 steps. The report explained GS's STS failure by STS gradients near-orthogonal to the "
               "others (median |cos| < 0.1) that PCGrad nearly annihilates (median kept < 50%). If every pair's sign "
               f"were a coin flip, {1 - 0.5 ** len(TASK_PAIRS):.0%} of steps would show a conflict. The noise floor "
-              "is the median |cos| between one task's gradients on two batches of the final model, beside the median |cos| "
-              "between two tasks' gradients on that model (02 keeps both where the run's checkpoint was at hand).", "",
+              "is the median |cos| between one task's gradients on two batches of the final model (and the middle half of those "
+              "pairs), beside the median |cos| between two tasks' gradients on that model; the run computes both as its "
+              "last step (`noise_batches`: disjoint pairs of batches, so each pair is an independent draw).", "",
               "| seed | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
     lines += [f"| {seed} | " + " | ".join("yes" if v is True else "no" if v is False else str(v) for v in r) + " |"
               for seed, r in zip(table.index, table.itertuples(index=False))]
