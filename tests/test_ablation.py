@@ -96,5 +96,10 @@ def test_rows_that_move_a_task_with_the_mean_unmoved_are_named_under_the_table()
             "lr=0.0001": [at(0, 0.40, 0.800)]}
     lines = _ablation_per_task(runs)
     named = [line for line in lines if line.startswith("- ")]
-    assert named == ["- **ema=0.99**: sts_pearson +0.004 [+0.002, +0.005]."]
+    assert named == ["- **ema=0.99**: sts_pearson +0.004 [+0.002, +0.005] (holds after Holm)."]
+    # the family: ema's and head_lr's SST and STS (Quora's differences have no spread, lr=0.0001 has one seed)
+    assert "over the 4 comparisons here that could resolve" in lines[0]
+    wide = {**runs, **{f"noise{i}": [at(0, 0.50 + d, 0.870 + d), at(1, 0.52, 0.872 - d / 2), at(2, 0.48 - d, 0.871)]
+                       for i, d in enumerate((0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01))}}
+    assert "- **ema=0.99**: sts_pearson +0.004 [+0.002, +0.005] (uncorrected only)." in _ablation_per_task(wide)
     assert _ablation_per_task({"best": runs["best"], "head_lr=0.001": runs["head_lr=0.001"]}) == []

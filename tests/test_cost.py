@@ -9,6 +9,8 @@ from scipy import stats
 
 from conftest import fake_run
 from mtlib.report import cost
+from mtlib.report.cost import equal_compute_steps
+from mtlib.report.paper import EQUAL_COMPUTE
 from mtlib.report.execute import ReportError
 
 
@@ -200,3 +202,17 @@ def test_the_same_configuration_and_seed_on_two_machines_is_paired_in_the_same_p
     md = cost.machines_markdown(tmp_path)
     assert f"First: {amd}. Second: {xeon}." in md and "| STS r | +0.012 |" in md and "yes: the second is higher" in md
     assert "No configuration has been trained on two devices" in cost.machines_markdown(tmp_path / "07_beyond")
+
+
+@pytest.mark.parametrize("key", sorted(EQUAL_COMPUTE))
+def test_the_fixed_equal_compute_step_counts_are_what_their_runs_give(key):
+    """paper.EQUAL_COMPUTE is fixed once; recomputed from the quiet runs of the seeds it names, it is the same."""
+    steps, seeds = EQUAL_COMPUTE[key]
+    found = equal_compute_steps(f"reports/runs/{key}", seeds)
+    assert found["steps"] == steps
+    assert found["novel_wall_s"] == pytest.approx(steps * found["cs_gs_step_s"], rel=0.001)
+
+
+def test_equal_compute_needs_quiet_runs_of_both_rows(tmp_path):
+    with pytest.raises(ReportError, match="needs quiet runs of 05_novel-no-dropout and 04_cs_gs-no-dropout-novel-steps"):
+        equal_compute_steps(tmp_path)

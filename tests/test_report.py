@@ -341,3 +341,19 @@ def test_each_rungs_finding_is_one_line_computed_from_its_run_and_the_reports_ro
     for row in ("CS + GS", "CS + GS, no dropout", "Novel: CS + GS", "Novel: CS + GS, no dropout"):
         line = finding(row, cs)
         assert "\n" not in line and line.startswith(f"**Finding.** {row} reaches overall {cs['overall']:.3f}")
+
+
+def test_execute_gives_the_equal_compute_row_this_devices_fixed_steps_or_skips_it_saying_how(tmp_path, monkeypatch, capsys):
+    import papermill as pm
+    from mtlib.report import paper
+    calls = []
+    monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: calls.append(parameters))
+    only = ["04_cs_gs-no-dropout-equal-data", "04_cs_gs-no-dropout-equal-compute"]
+    monkeypatch.setattr(paper, "EQUAL_COMPUTE", {})
+    monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {})
+    execute("smoke", only, tmp_path / "rep", (0,))
+    assert [c["steps_per_epoch"] for c in calls] == [1237]                     # equal data only
+    assert "skipped 04_cs_gs-no-dropout-equal-compute: no equal-compute step count is fixed for" in capsys.readouterr().out
+    monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {store.here(): (999, (0,))})
+    execute("smoke", only, tmp_path / "rep", (0,))
+    assert [c["steps_per_epoch"] for c in calls[1:]] == [1237, 999] and calls[-1]["epochs"] == 1

@@ -15,7 +15,7 @@ from ..files import atomic_write_text
 from ..notebook import ROOT, shown
 from .execute import ReportError
 from ..store import STORE
-from .paper import PLAN, ROWS, SAME_RUNS
+from .paper import EQUAL_COMPUTE, PLAN, ROWS, SAME_RUNS
 from .runs import ablation_runs, cpu_fraction, cpu_use, finished_runs, repo_path, shared_machine, steps
 from .stats import paired_interval
 
@@ -159,10 +159,31 @@ def _cost(runs: list[tuple[Path, dict]]) -> dict:
             "from": f"measured: median of {len(use)} of {len(runs)} runs ({how})"}
 
 
-def _planned_steps(params: dict, profile: str) -> int | None:
+def equal_compute_steps(runs_dir: str | Path, seeds: tuple[int, ...] | None = None) -> dict:
+    """(e') at equal compute on one device: the CS + GS steps (no dropout) that take as long as the novel pipeline
+    (no dropout) does there, from quiet runs only: the novel runs' median wall time over the median wall time per
+    step of the CS + GS runs at the novel pipeline's step count (the longest CS + GS runs, so that the fixed cost of
+    loading and evaluating weighs as it does in the novel run). `seeds`: only those runs (the value is fixed once)."""
+    def quiet(label: str) -> list[dict]:
+        runs = finished_runs(repo_path(runs_dir) / label, f"seed*/{'novel' if label.startswith('05') else 'cs_gs'}")
+        return [m for k, (_, m) in runs.items() if (seeds is None or k in seeds) and _quiet(m)]
+    novel, cs_gs = quiet("05_novel-no-dropout"), quiet("04_cs_gs-no-dropout-novel-steps")
+    if not novel or not cs_gs:
+        raise ReportError(f"{runs_dir}: (e') at equal compute needs quiet runs of 05_novel-no-dropout and "
+                          f"04_cs_gs-no-dropout-novel-steps (found {len(novel)} and {len(cs_gs)}); train them on this "
+                          "device with the machine to itself first")
+    wall = statistics.median(m["wall_s"] for m in novel)
+    per_step = statistics.median(m["wall_s"] / (m["config"]["epochs"] * m["config"]["steps_per_epoch"]) for m in cs_gs)
+    return {"steps": round(wall / per_step), "novel_wall_s": wall, "cs_gs_step_s": per_step,
+            "from": f"median of {len(novel)} quiet novel runs over the median s/step of {len(cs_gs)} quiet CS + GS runs"}
+
+
+def _planned_steps(params: dict, profile: str, key: str = "") -> int | None:
     """Training steps of a multitask run that `make report` starts with these notebook parameters."""
     from ..config import PROFILES
     p = {**PROFILES[profile], **{k: v for k, v in params.items() if k in PROFILES[profile]}}
+    if not isinstance(p["steps_per_epoch"], int):     # "{equal_compute}": a device's own count, where one is fixed
+        p["steps_per_epoch"] = EQUAL_COMPUTE.get(key, (None,))[0]
     return p["epochs"] * p["steps_per_epoch"] if p["steps_per_epoch"] else None
 
 
@@ -179,7 +200,8 @@ def seed_cost(runs_dir: str | Path = PROFILED, profile: str = "cpu") -> pd.DataF
         if label not in params:                       # `make control`'s rows: not a notebook of `make report`
             continue
         runs = list(finished_runs(runs_dir / label, f"seed*/{sub}").values())
-        rows.append({"notebook": label, "run": name, "planned": _planned_steps(params[label], profile), **_cost(runs)})
+        rows.append({"notebook": label, "run": name, "planned": _planned_steps(params[label], profile, runs_dir.name),
+                     **_cost(runs)})
     for method in METHODS:
         if ("06_gradient_methods", method) in SAME_RUNS:      # 03's and 04's runs, which 06 loads: no training
             continue
@@ -198,7 +220,7 @@ def seed_cost(runs_dir: str | Path = PROFILED, profile: str = "cpu") -> pd.DataF
         if r["notebook"].startswith("05_novel") and len(novel):
             table.loc[i, ["steps", "wall_s"]] = novel.iloc[0]["steps"], novel.iloc[0]["wall_s"]
             table.loc[i, "from"] = f"projected: as {novel.iloc[0]['run']} (the same stages and steps)"
-        elif r["planned"] and not math.isnan(per_step):
+        elif pd.notna(r["planned"]) and not math.isnan(per_step):
             table.loc[i, ["steps", "wall_s"]] = r["planned"], per_step * r["planned"]
             table.loc[i, "from"] = f"projected: {int(r['planned'])} steps × {per_step:.2f} s"
     table.attrs["per_step_s"] = per_step

@@ -14,9 +14,9 @@ from ..config import Config, ConfigError, parse_params
 from ..models import pick_device
 from ..notebook import ROOT
 from ..store import STORE, device_key
-from .front import devices, write_readme
+from .front import FINDINGS_BLOCKS, devices, write_readme
 from .index import write_index
-from .paper import AFTER, FIGURE_SEED, ONCE, PLAN, SEEDS
+from .paper import AFTER, EQUAL_COMPUTE, FIGURE_SEED, ONCE, PLAN, SEEDS
 from .runs import repo_path
 from .tables import write_results
 
@@ -57,6 +57,13 @@ def execute(profile: str | None = None, only: list[str] | None = None, store: st
             for notebook, params, label in PLAN:
                 if (only and label not in only) or (label in ONCE and seed != seeds[0]):
                     continue
+                if "{equal_compute}" in params.values():
+                    if key not in EQUAL_COMPUTE:
+                        print(f"skipped {label}: no equal-compute step count is fixed for {key}; compute it with "
+                              f"mtlib.report.cost.equal_compute_steps('{here}') and add it to EQUAL_COMPUTE in "
+                              "mtlib/report/paper.py", flush=True)
+                        continue
+                    params = {k: EQUAL_COMPUTE[key][0] if v == "{equal_compute}" else v for k, v in params.items()}
                 kept = seed == FIGURE_SEED or label in ONCE
                 folder = here / label / f"seed{seed}"
                 params = {**{k: str(here / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
@@ -80,8 +87,9 @@ def tables(store: str | Path = STORE, results: str | Path = RESULTS, readme: str
     """Every device's results page, the runs index and the README's generated blocks, from the store alone."""
     written = [write_results(Path(store) / key, repo_path(results) / f"{key}.md") for key in devices(store)]
     written.append(write_index(store, Path(results).parent / "runs.csv"))
-    if readme:
+    if readme:            # the README's tables, and docs/findings.md's sentences about each claim
         written.append(write_readme(readme, store))
+        written.append(write_readme(Path(readme).parent / "docs" / "findings.md", store, FINDINGS_BLOCKS))
     return written
 
 

@@ -12,7 +12,7 @@ from ..store import STORE
 from .paper import CLAIMS, PAPER, ROWS
 from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
 from .stats import claims_table, mean_std
-from .tables import wall_text
+from .tables import chosen_among, wall_text
 
 TASKS = ("sst_acc", "para_acc", "sts_pearson")
 COLUMNS = ("SST acc", "Quora acc", "STS r", "mean")
@@ -39,7 +39,7 @@ def minutes(runs: list[dict]) -> str:
 
 
 def ladder(store: str | Path = STORE) -> list[str]:
-    """Each rung of the report's ladder: the report's mean, then ours on every device that ran it."""
+    """Each rung of the report's ladder that some device ran: the report's mean, then ours on every device."""
     keys = devices(store)
     lines = ["| rung | report | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for _, name, label, sub in ROWS:
@@ -53,8 +53,9 @@ def ladder(store: str | Path = STORE) -> list[str]:
             best = [m["overall"] for m in runs.values()]
             chosen = "" if last == best else f" (selected on dev: {mean_std(best).replace(' ± ', '±')})"
             cells.append(f"{mean_std(last).replace(' ± ', '±')}{chosen} n={len(runs)}, {minutes(list(runs.values()))} min")
-        lines.append(f"| {name.replace(' (not in the report)', '')} | {f'{PAPER[name][3]:.3f}' if name in PAPER else '—'} | "
-                     + " | ".join(cells) + " |")
+        if set(cells) != {"—"}:            # a row no device has run yet: the results pages list it as not run
+            lines.append(f"| {name.replace(' (not in the report)', '')} | "
+                         f"{f'{PAPER[name][3]:.3f}' if name in PAPER else '—'} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -67,7 +68,8 @@ def best_model(store: str | Path = STORE) -> list[str]:
         best = ablation_runs(repo_path(store) / key / "07_beyond").get("best", [])
         if best:
             by_seed = {m["config"]["seed"]: m for m in best}
-            lines.append(f"| 07's best configuration | {key} | " + " | ".join(_cells(by_seed))
+            lines.append(f"| 07's best configuration (chosen on dev among {chosen_among(repo_path(store) / key)}) "
+                         f"| {key} | " + " | ".join(_cells(by_seed))
                          + f" | {len(by_seed)} | {minutes(best)} |")
         for row, runs in single_task_runs(repo_path(store) / key).items():
             c = next(iter(runs.values()))["config"]
@@ -104,29 +106,55 @@ def claims(store: str | Path = STORE) -> list[str]:
                 continue
             cells.append(f"{c['mean']:+.3f} [{c['lo']:+.3f},{c['hi']:+.3f}] n={c['n']}: {c['verdict']}, "
                          + SIZE.get(c["size"], c["size"]))
-        lines.append(f"| ({tag}) {text} | {METRIC[metric]} | {report} | " + " | ".join(cells) + " |")
+        if set(cells) != {"—"}:
+            lines.append(f"| ({tag}) {text} | {METRIC[metric]} | {report} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def findings(store: str | Path = STORE) -> list[str]:
+    """One sentence a claim, written from its verdicts on every device that ran both rows (docs/findings.md): the
+    direction, then the size against the report's effect ((e'): against our (e)), each naming its devices."""
+    tables = {key: claims_table({name: seed_runs(repo_path(store) / key, label, sub) for _, name, label, sub in ROWS})
+              for key in devices(store)}
+    lines = []
+    for i, (tag, text, *_rest) in enumerate(CLAIMS):
+        ran = {key: t.iloc[i] for key, t in tables.items() if t.iloc[i]["n"] > 0}
+        if not ran:
+            lines.append(f"- **({tag}) {text}:** not run on any device yet.")
+            continue
+
+        def grouped(column: str) -> str:
+            by = {}
+            for key, c in ran.items():
+                by.setdefault(c[column], []).append(key)
+            return "; ".join(f"{v} on {', '.join(keys)}" for v, keys in by.items())
+        against = "our (e)" if tag == "e'" else "the report's effect"
+        size = (f" Size against {against}: {grouped('size')}." if any(c["size"] != "no effect in the report"
+                                                                       for c in ran.values()) else " Not in the report.")
+        lines.append(f"- **({tag}) {text}:** {grouped('verdict')}.{size}")
     return lines
 
 
 SIZE = {"excluded (ours smaller)": "excluded↓", "excluded (ours larger)": "excluded↑", "no effect in the report": "—",
         "too wide to tell": "too wide"}
 METRIC = {"sst_acc": "SST", "para_acc": "Quora", "sts_pearson": "STS r", "overall": "mean"}
-BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims}
+BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims, "findings": findings}
+README_BLOCKS, FINDINGS_BLOCKS = ("ladder", "best", "claims"), ("findings",)     # README.md's; docs/findings.md's
 
 
-def render(text: str, store: str | Path = STORE) -> str:
-    """`text` (the README) with each generated block replaced by its fresh table."""
-    for name, make in BLOCKS.items():
-        start, end = f"<!-- tables:{name} -->", f"<!-- /tables:{name} -->"
+def render(text: str, store: str | Path = STORE, blocks=README_BLOCKS, where: str = "README.md") -> str:
+    """`text` (the README, or `where`) with each generated block replaced by its fresh table."""
+    for name in blocks:
+        make, start, end = BLOCKS[name], f"<!-- tables:{name} -->", f"<!-- /tables:{name} -->"
         if start not in text or end not in text:
-            raise ValueError(f"README.md has no {start} ... {end} block; add the two marker lines where the "
+            raise ValueError(f"{where} has no {start} ... {end} block; add the two marker lines where the "
                              f"{name} table goes")
         body = "\n".join([start, *make(store), end])
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: body, text, flags=re.S)
     return text
 
 
-def write_readme(path: str | Path = "README.md", store: str | Path = STORE) -> Path:
+def write_readme(path: str | Path = "README.md", store: str | Path = STORE, blocks=README_BLOCKS) -> Path:
     path = repo_path(path)
-    path.write_text(render(path.read_text(encoding="utf-8"), store), encoding="utf-8")
+    path.write_text(render(path.read_text(encoding="utf-8"), store, blocks, str(path.name)), encoding="utf-8")
     return path

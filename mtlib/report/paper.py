@@ -16,8 +16,10 @@ PAPER = {
     "Novel: CS + GS, no dropout": (0.528, 0.821, 0.776, 0.708),
 }
 # (notebook, papermill parameters, run label) executed by `make report` for every seed, in order. "{seed}" in a
-# parameter is the seed's folder. The last one is claim (e'): CS+GS without dropout for as many encoder-training
-# steps as the novel pipeline takes on the cpu profile (534 + 700 + 378 single-task + 700 multitask = 2,312).
+# parameter is the seed's folder, "{equal_compute}" this device's EQUAL_COMPUTE steps. The last three are claim (e'):
+# CS+GS without dropout for as many encoder-training steps as the novel pipeline takes on the cpu profile (534 + 700
+# + 378 single-task + 700 multitask = 2,312; trained before `select` defaulted to the last epoch, so it keeps `best`
+# for every seed), for as many encoder batches, and for as much wall time.
 PLAN = (
     ("00_data", {}, "00_data"),
     ("01_baseline", {}, "01_baseline"),
@@ -27,8 +29,16 @@ PLAN = (
     ("04_cs_gs", {"dropout": 0}, "04_cs_gs-no-dropout"),
     ("05_novel", {}, "05_novel"),
     ("05_novel", {"dropout": 0}, "05_novel-no-dropout"),
-    ("04_cs_gs", {"dropout": 0, "epochs": 3, "steps_per_epoch": 771}, "04_cs_gs-no-dropout-novel-steps"),
+    ("04_cs_gs", {"dropout": 0, "epochs": 3, "steps_per_epoch": 771, "select": "best"}, "04_cs_gs-no-dropout-novel-steps"),
+    ("04_cs_gs", {"dropout": 0, "epochs": 1, "steps_per_epoch": 1237}, "04_cs_gs-no-dropout-equal-data"),
+    ("04_cs_gs", {"dropout": 0, "epochs": 1, "steps_per_epoch": "{equal_compute}"}, "04_cs_gs-no-dropout-equal-compute"),
 )
+# (e') at equal data: the novel pipeline's stages that update the encoder take 534 + 700 + 378 single-task batches and
+# 700 multitask steps of one batch per task, 3,712 batches (counted from its step log); 1,237 CS + GS steps take as many.
+# (e') at equal compute: the CS + GS steps that take the novel pipeline's median quiet wall time on a device, fixed
+# once from the seeds named (cost.equal_compute_steps; tests/test_cost.py recomputes it). A device without one skips
+# the row in `make report` and says how to fix it.
+EQUAL_COMPUTE = {"intel-xeon-bf16-2t": (1434, (0, 1, 2, 3)), "nvidia-h200": (1281, (0, 1, 2))}
 SEEDS = (0, 1, 2)
 ONCE = ("00_data",)          # labels that train nothing: executed for the first seed only
 # the seed whose figures go to <reports_dir>/figures (README, results.md); every other seed's lie beside its runs, so
@@ -53,6 +63,8 @@ ROWS = (
     (1, "CS + GS", "04_cs_gs", "cs_gs"),
     (1, "CS + GS, no dropout", "04_cs_gs-no-dropout", "cs_gs"),
     (1, "CS + GS, no dropout, novel's step count (not in the report)", "04_cs_gs-no-dropout-novel-steps", "cs_gs"),
+    (1, "CS + GS, no dropout, novel's encoder batches (not in the report)", "04_cs_gs-no-dropout-equal-data", "cs_gs"),
+    (1, "CS + GS, no dropout, novel's wall time (not in the report)", "04_cs_gs-no-dropout-equal-compute", "cs_gs"),
     (2, "Novel: CS + GS", "05_novel", "novel"),
     (2, "Novel: CS + GS, no dropout", "05_novel-no-dropout", "novel"),
     # `make control`: each head set a headline row uses, on the frozen encoder (pipeline=control), <para>-<sts> heads
@@ -73,6 +85,10 @@ CLAIMS = (
     ("e", "novel beats CS+GS (no dropout)", "Novel: CS + GS, no dropout", "CS + GS, no dropout", "overall", +1),
     ("e'", "novel beats CS+GS at an equal step count (no dropout)", "Novel: CS + GS, no dropout",
      "CS + GS, no dropout, novel's step count (not in the report)", "overall", +1),
+    ("e'", "novel beats CS+GS on equal data: as many encoder batches (no dropout)", "Novel: CS + GS, no dropout",
+     "CS + GS, no dropout, novel's encoder batches (not in the report)", "overall", +1),
+    ("e'", "novel beats CS+GS at equal compute: as much wall time (no dropout)", "Novel: CS + GS, no dropout",
+     "CS + GS, no dropout, novel's wall time (not in the report)", "overall", +1),
     ("f", "PCGrad's mean reduction changes STS (vs sum)", "GS, mean reduction (not in the report)",
      "Gradient Surgery (GS)", "sts_pearson", 0),
     ("f", "PCGrad's mean reduction changes the mean (vs sum)", "GS, mean reduction (not in the report)",
