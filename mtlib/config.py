@@ -86,9 +86,8 @@ class Config:
     weight_decay: float = 0.0
     ema: float = 0.0                       # decay of an exponential moving average of the weights, evaluated and kept
                                            # in their place (stages that train the encoder); 0: off (the report's)
-    select: str = "best"                   # the epoch a stage keeps, evaluates and predicts from: its best on dev (every
-                                           # committed run), or its last; the headline tables read the last epoch from
-                                           # the logged history either way
+    select: str = "last"                   # the epoch a stage keeps, evaluates and predicts from: its last (no peeking
+                                           # at dev), or its best on dev (every run before issue 29: BEFORE_DEFAULTS)
     batch_size: Optional[int] = None
     epochs: Optional[int] = None           # multitask epochs (unfrozen)
     single_task_epochs: Optional[int] = None  # `novel` stage 1 (0: skip it, the encoders are not averaged)
@@ -214,9 +213,14 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def field_defaults() -> dict[str, Any]:
-    """Every Config field's default: what a run's saved config means by a knob it lacks (one added since it ran)."""
-    return {f.name: f.default for f in fields(Config)}
+# Knobs whose default has changed: what a run did whose saved config lacks the knob (it ran before the knob existed)
+BEFORE_DEFAULTS = {"select": "best"}
+
+
+def field_defaults(saved: bool = False) -> dict[str, Any]:
+    """Every Config field's default; `saved`: what a run's saved config means by a knob it lacks (one added since it
+    ran: its default, but BEFORE_DEFAULTS where the default has changed since)."""
+    return {**{f.name: f.default for f in fields(Config)}, **(BEFORE_DEFAULTS if saved else {})}
 
 
 def _weights(text: str) -> list[tuple[str, float]]:

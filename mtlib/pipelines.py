@@ -245,7 +245,7 @@ def changed_keys(before: dict, now: dict, used: str | None = None, using: str | 
     this machine's, see `models.arithmetic`): a finished `auto` run that trained in fp32 is the run that
     precision=fp32 asks for. `mid_run` (going on from a checkpoint): the arithmetic alone decides where both are
     known, so that no run changes precision halfway (`auto` is bf16 on one machine and fp32 on another)."""
-    defaults = field_defaults()
+    defaults = field_defaults(saved=True)
     known = bool(used and using)
 
     def same(k):

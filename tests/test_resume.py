@@ -209,3 +209,17 @@ def test_the_arithmetic_here_is_unknown_for_a_device_this_machine_lacks():
     assert arithmetic_here(Config(profile="smoke", precision="bf16", device="cpu")) == "bf16-autocast"
     if not torch.cuda.is_available():           # a GPU run's folder read on a CPU machine: decided by its config
         assert arithmetic_here(Config(profile="smoke", device="cuda")) is None
+
+
+def test_a_run_saved_before_select_existed_kept_its_best_epoch_and_new_runs_keep_their_last():
+    """select defaults to `last`; a saved config without the knob (every run before it) means `best`: a multi-epoch
+    run of those loads only with select=best, and a one-epoch run either way (its last epoch is its best)."""
+    from mtlib.config import Config
+    from mtlib.pipelines import changed_keys
+    assert Config().select == "last"
+    three = {**Config(epochs=3).to_dict()}
+    saved = {k: v for k, v in three.items() if k != "select"}
+    assert changed_keys(saved, {**three, "select": "last"}) == ["select"]
+    assert changed_keys(saved, {**three, "select": "best"}) == []
+    one = {**Config(epochs=1, profile="cpu").to_dict()}
+    assert changed_keys({k: v for k, v in one.items() if k != "select"}, one) == []

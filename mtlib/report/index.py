@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import field_defaults
+from ..pipelines import one_epoch
 from ..store import NOT_IN_COMMAND, STORE, command, record
 from .runs import log_path, open_log, repo_path
 
@@ -43,7 +44,7 @@ def _shown(folder: Path) -> str:
 
 
 def row(key: str, folder: Path, m: dict, root: Path) -> dict:
-    config, defaults = m["config"], field_defaults()
+    config, defaults = {**field_defaults(saved=True), **m["config"]}, field_defaults()
     rel = folder.relative_to(root / key).parts
     seed_at = next((i for i, p in enumerate(rel) if p == f"seed{config.get('seed')}"), len(rel))
     final = next((s for s in m.get("stages", []) if s["name"] == m.get("final_stage")), {})
@@ -53,7 +54,8 @@ def row(key: str, folder: Path, m: dict, root: Path) -> dict:
     return {
         "device": key, "label": rel[0], "row": "/".join(p for i, p in enumerate(rel[1:], 1) if i != seed_at),
         "seed": config.get("seed"), "folder": _shown(folder),
-        "changed": " ".join(f"{k}={v}" for k, v in config.items() if k not in NOT_CHANGES and v != defaults.get(k)),
+        "changed": " ".join(f"{k}={v}" for k, v in config.items() if k not in NOT_CHANGES and v != defaults.get(k)
+                            and not (k == "select" and one_epoch(config))),    # one epoch a stage: nothing to select
         "encoder": m.get("encoder"), "profile": config.get("profile"), "precision": m.get("precision"),
         "commit": m.get("versions", {}).get("mtlib"),
         **{k: m.get(k) for k in METRICS}, "best_epoch": m.get("best_epoch"),

@@ -310,7 +310,7 @@ def single_task_markdown(runs_dir: str | Path) -> list[str]:
 
 def _config(m: dict) -> dict:
     """A run's config with every knob it lacks (added since it ran) at the default, which keeps the old behaviour."""
-    return {**field_defaults(), **m["config"]}
+    return {**field_defaults(saved=True), **m["config"]}
 
 
 def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> list[str]:
