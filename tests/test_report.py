@@ -357,3 +357,18 @@ def test_execute_gives_the_equal_compute_row_this_devices_fixed_steps_or_skips_i
     monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {store.here(): (999, (0,))})
     execute("smoke", only, tmp_path / "rep", (0,))
     assert [c["steps_per_epoch"] for c in calls[1:]] == [1237, 999] and calls[-1]["epochs"] == 1
+
+
+def test_a_rungs_dir_parameter_names_another_rungs_run_in_the_same_store(tmp_path, monkeypatch):
+    """PLAN's *_dir parameters point into this device's part of the store: 02's baseline is 01's run of the seed."""
+    import papermill as pm
+    from mtlib.report.paper import PLAN
+    labels = {label for _, _, label in PLAN}
+    for _, params, label in PLAN:
+        for k, v in params.items():
+            if k.endswith("_dir"):
+                assert v.split("/")[0] in labels, f"{label}: {k}={v} names no run label of PLAN"
+    calls = []
+    monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: calls.append(parameters))
+    execute("smoke", ["02_gradient_surgery"], tmp_path / "rep", (1,))
+    assert calls[0]["baseline_dir"] == str(tmp_path / "rep" / store.here() / "01_baseline/seed1/baseline")
