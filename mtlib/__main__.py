@@ -1,5 +1,5 @@
 """Command line: `python -m mtlib run key=value ...`, `python -m mtlib download --dest DIR`,
-`python -m mtlib report`, `explore`, `profile`, `sweep`, `merges`. Errors print one line and exit 2."""
+`python -m mtlib report`, `explore`, `profile`, `sweep`, `merges`, `ensemble`. Errors print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,8 @@ USAGE = """usage:
                         [--store DIR] [--print-commands]   (07's exploration grid: BEST + each line's changes; resumes)
   python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md; RUN_DIRs: printed)
   python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)
-  python -m mtlib merges RUN_DIR ...      (a novel run's single-task models merged each way, on dev -> RUN_DIR/merges.json)"""
+  python -m mtlib merges RUN_DIR ...      (a novel run's single-task models merged each way, on dev -> RUN_DIR/merges.json)
+  python -m mtlib ensemble RUN_DIR ... [--out DIR] [--data-dir DIR]   (averages runs: docs/ensembles.md)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for out_dir in rest:
                 merge_grid(out_dir)
+        elif command == "ensemble":
+            from .report.ensemble import main as ensemble_main
+            ensemble_main(rest)
         elif command == "explore":
             from .report.explore import GridError, main as explore_main
             try:

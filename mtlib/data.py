@@ -266,6 +266,7 @@ class Encoded:
     lengths: np.ndarray          # longest sequence of each row, for bucketing
     pad_id: int
     types: list[list[int]] | None = None   # joint pairs: token type ids per row (None: the tokenizer has none)
+    texts_digest: str = ""                 # `texts_digest` of the split's sentences: part of a run's data fingerprint
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -324,7 +325,7 @@ def encode(split: Split, tokenizer, max_length: int, joint: bool = False) -> Enc
             _TOKEN_CACHE.popitem(last=False)
     tokens, lengths, types = _TOKEN_CACHE[key]
     return Encoded(split.task, split.split, split.ids, tokens, split.labels, lengths, tokenizer.pad_token_id or 0,
-                   types)
+                   types, key[-1])
 
 
 def collate(enc: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:

@@ -1,6 +1,8 @@
-"""Dev metrics (the report's score) and predictions in the default-project leaderboard format."""
+"""Dev metrics (the report's score), leaderboard predictions, probabilities for ensembles (docs/ensembles.md)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from pathlib import Path
 
@@ -16,18 +18,23 @@ from .models import use_bf16
 METRIC = {"sst": "sst_acc", "para": "para_acc", "sts": "sts_pearson"}
 COLUMN = {"sst": "Predicted_Sentiment", "para": "Predicted_Is_Paraphrase", "sts": "Predicted_Similarity"}
 FILE = {"sst": "sst", "para": "para", "sts": "sts"}
+PROBABILITIES = "probabilities.npz"      # a run's dev and test probabilities, dev labels and data fingerprints
 
 
 @torch.inference_mode()
-def predict(model, enc: Encoded, cfg, device: torch.device) -> np.ndarray:
-    """Predictions for every row of `enc`, in file order (batches are length-sorted internally)."""
+def predict(model, enc: Encoded, cfg, device: torch.device, probabilities: bool = False):
+    """Predictions for every row of `enc`, in file order (batches are length-sorted internally); with `probabilities`,
+    (predictions, what ensembles average: SST's softmax (rows x 5), Quora's sigmoid, the STS score)."""
     model.eval()
-    out = np.zeros(len(enc), dtype=np.float64)
+    out, probs = np.zeros(len(enc), dtype=np.float64), np.zeros((len(enc), 5) if enc.task == "sst" else len(enc))
     for rows in eval_batches(enc, cfg.eval_batch_size):
         batch = {k: v.to(device) for k, v in collate(enc, rows).items() if k != "labels"}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg, device)):
-            out[rows] = model.predict(enc.task, model(enc.task, batch)).float().cpu().numpy()
-    return out
+            output = model(enc.task, batch)
+            out[rows] = model.predict(enc.task, output).float().cpu().numpy()
+        probs[rows] = out[rows] if enc.task == "sts" else (output.float().softmax(-1) if enc.task == "sst"
+                                                           else output.float().sigmoid()).cpu().numpy()
+    return (out, probs) if probabilities else out
 
 
 class ConstantPredictionWarning(UserWarning):
@@ -54,15 +61,32 @@ def evaluate(model, dev: dict[str, Encoded], cfg, device: torch.device) -> dict[
 
 def write_predictions(model, splits: dict[tuple[str, str], Encoded], cfg, device: torch.device,
                       out_dir: Path) -> list[Path]:
-    """`<out_dir>/predictions/{sst,para,sts}-{dev,test}-output.csv` in the leaderboard format."""
-    folder = Path(out_dir) / "predictions"
+    """`<out_dir>/predictions/{sst,para,sts}-{dev,test}-output.csv` in the leaderboard format, and `<out_dir>/
+    probabilities.npz`: per "<task>-<split>" its probabilities (float16) and `split_record` (docs/ensembles.md)."""
+    folder, arrays, paths = Path(out_dir) / "predictions", {}, []
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
     for (task, split), enc in splits.items():
-        preds = predict(model, enc, cfg, device)
-        path = folder / f"{FILE[task]}-{split}-output.csv"
-        lines = [f"id \t {COLUMN[task]} \n"]
-        lines += [f"{i} , {int(p) if task != 'sts' else round(float(p), 6)} \n" for i, p in zip(enc.ids, preds)]
-        atomic_write_text(path, "".join(lines))
-        paths.append(path)
+        preds, probs = predict(model, enc, cfg, device, probabilities=True)
+        key = f"{task}-{split}"
+        arrays |= {key: probs.astype(np.float16), **split_record(key, enc.ids, enc.texts_digest, enc.labels)}
+        paths.append(write_leaderboard(folder, task, split, enc.ids, preds))
+    np.savez_compressed(tmp := Path(out_dir) / "probabilities.tmp.npz", **arrays)    # then whole, or not at all
+    tmp.replace(Path(out_dir) / PROBABILITIES)
     return paths
+
+
+def write_leaderboard(folder: Path, task: str, split: str, ids: list[str], preds: np.ndarray) -> Path:
+    path = Path(folder) / f"{FILE[task]}-{split}-output.csv"
+    lines = [f"id \t {COLUMN[task]} \n"]
+    lines += [f"{i} , {int(p) if task != 'sts' else round(float(p), 6)} \n" for i, p in zip(ids, preds)]
+    atomic_write_text(path, "".join(lines))
+    return path
+
+
+def split_record(key: str, ids: list[str], texts_digest: str, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    """What probabilities.npz records of split `key` ("sst-dev") beside its probabilities: "<key>-ids", sha256 of its
+    ids in order; "<key>-data", of its ids, sentences (`data.texts_digest`) and labels; "<key>-labels" (dev)."""
+    listed = None if labels is None else np.asarray(labels).tolist()
+    found = {f"{key}-{k}": np.array(hashlib.sha256(json.dumps(v).encode("utf-8")).hexdigest())
+             for k, v in (("ids", ids), ("data", [ids, texts_digest, listed]))}
+    return found if labels is None else {**found, f"{key}-labels": np.asarray(labels)}

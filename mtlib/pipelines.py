@@ -146,7 +146,7 @@ class RunDir:
     """A run's out_dir: config.json, metrics.jsonl, checkpoints/, predictions/ and, once finished, metrics.json."""
 
     OUTPUTS = ("metrics.json", "metrics.jsonl", "metrics.jsonl.gz", "config.json", "checkpoints", "predictions",
-               "gradient_noise.json")
+               "gradient_noise.json", "probabilities.npz")
 
     def __init__(self, cfg: Config):
         self.cfg, self.path = cfg, prepare_out_dir(cfg.out_dir)

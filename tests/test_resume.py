@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -51,6 +52,8 @@ def same_run(a, b) -> None:
            [(s["name"], s["best_epoch"], s["best"], s["history"]) for s in mb["stages"]]
     for f in sorted((a / "predictions").iterdir()):
         assert f.read_text() == (b / "predictions" / f.name).read_text(), f.name
+    with np.load(a / "probabilities.npz") as pa, np.load(b / "probabilities.npz") as pb:     # what ensembles average
+        assert pa.files == pb.files and all(np.array_equal(pa[k], pb[k]) for k in pa.files)
 
     def steps(d):
         return [{k: v for k, v in json.loads(l).items() if not (k == "step_s" or k.startswith("t_"))}   # timings

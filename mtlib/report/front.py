@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..store import STORE
 from .paper import CLAIMS, PAPER, ROWS
+from .ensemble import ensemble_cells, seed_ensemble
 from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
 from .stats import claims_table, mean_std
 from .tables import chosen_among, wall_text
@@ -71,6 +72,10 @@ def best_model(store: str | Path = STORE) -> list[str]:
             lines.append(f"| 07's best configuration (chosen on dev among {chosen_among(repo_path(store) / key)}) "
                          f"| {key} | " + " | ".join(_cells(by_seed))
                          + f" | {len(by_seed)} | {minutes(best)} |")
+            found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in best])
+            if found:       # every seed saved its probabilities: their average, beside the seeds' mean
+                lines.append(f"| 07's best configuration, ensemble of {len(best)} seeds | {key} | "
+                             + " | ".join(ensemble_cells(found, best)) + f" | {len(best)} | |")
         for row, runs in single_task_runs(repo_path(store) / key).items():
             c = next(iter(runs.values()))["config"]
             if not best or c.get("para_head", "concat") != best[0]["config"].get("para_head"):

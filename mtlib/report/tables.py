@@ -14,8 +14,9 @@ from ..data import TASK_NAMES
 from ..files import atomic_write_text
 from ..notebook import shown
 from .paper import HEADS, METRICS, PAPER, ROWS, RUNG_TABLES, SAME_RUNS, SINGLE, TASK_PAIRS
-from .runs import (ablation_runs, cpu_use, gradient_frame, log_path, method_folder, method_runs, method_telemetry, repo_path,
-                   runs_by_seed, seed_runs, shared_machine, single_task_runs)
+from .ensemble import ensemble_cells, seed_ensemble
+from .runs import (ablation_runs, cpu_use, finished_runs, gradient_frame, log_path, method_folder, method_runs,
+                   method_telemetry, repo_path, runs_by_seed, seed_runs, shared_machine, single_task_runs)
 from .stats import (MIN_SEEDS, claims_table, holm, interval_text, mean_std, paired_interval, paired_p, paired_text,
                     resolved_tasks)
 
@@ -174,6 +175,7 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
         lines += ["No run of the report's rungs (01-05) in this folder, so neither their tables nor the claims: "
                   "`make report` on this device trains them.", ""]
     for table, title in (RUNG_TABLES if rungs else ()):
+        start = len(lines)
         lines += [f"## {title}", "",
                   "| model | SST acc | Quora acc | STS r | overall | n | report SST | report Quora | report STS "
                   "| report overall | wall (min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -187,7 +189,10 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
             ours = [mean_std([m[k] for m in runs.values()]) for k in METRICS]
             lines.append(f"| {name} | " + " | ".join(ours) + f" | {len(runs)} | " + " | ".join(_paper(name))
                          + f" | {wall_text(list(runs.values()))} |")
+            lines += _ensemble_line(name, repo_path(runs_dir) / label, f"seed*/{sub}")
             meta += [_run_line(name, seed, f"{label}/seed{seed}/{sub}", m) for seed, m in runs.items()]
+        if any(": ensemble of " in line for line in lines[start:]):
+            lines += ["", ENSEMBLE_NOTE]
         lines.append("")
     lines += (single_task_markdown(runs_dir) + merges_markdown(runs_dir) + methods_markdown(runs_dir, meta)
               + _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir, say_missing=rungs))
@@ -214,6 +219,23 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
               "- The report's tables label the Quora column 'Correl' and STS 'Acc'; the metrics are Quora accuracy "
               "and STS Pearson r, as here.", ""]
     return "\n".join(lines)
+
+
+ENSEMBLE_NOTE = ("*ensemble of N seeds*: the seeds' probabilities averaged (SST's softmax, Quora's sigmoid, the STS "
+                 "score; `python -m mtlib ensemble`, docs/ensembles.md), scored on dev; in brackets, its change from "
+                 "the seeds' mean.")
+
+
+def _ensemble_line(name: str, folder: Path, pattern: str) -> list[str]:
+    """Under a row whose every seed saved its probabilities: the ensemble of its seeds (mean probabilities), each
+    metric with its change from the seeds' mean in brackets; nothing where a seed predates probabilities.npz."""
+    runs = finished_runs(folder, pattern)
+    found = seed_ensemble([f for f, _ in runs.values()])
+    if found is None:
+        return []
+    cells = ensemble_cells(found, [m for _, m in runs.values()])
+    return [f"| {name}: ensemble of {len(runs)} seeds | " + " | ".join(cells) + f" | {len(runs)} | "
+            + " | ".join(["—"] * 4) + " | |"]
 
 
 def claims_markdown(claims: pd.DataFrame) -> list[str]:
