@@ -17,7 +17,8 @@ import torch
 
 from . import data as D
 from . import store
-from .config import Config, field_defaults
+from .config import DEFAULT_ENCODER, Config, field_defaults
+from .encoders import MPNET, weights_sha256
 from .evaluate import METRIC, evaluate, write_predictions
 from .files import atomic_write_text, compress_log
 from .merge import merge_single_task_states
@@ -25,9 +26,17 @@ from .models import arithmetic, build_model, pick_device, resolve_encoder
 from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines, load_checkpoint, set_rng_state,
                     train_stage)
 
-QUORA_NOTE = ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv "
-              "(20,214 pairs), not the official 141k-pair train set; and all-MiniLM-L6-v2 was pre-trained on "
-              "sentence pairs that include Quora duplicates, so its Quora accuracy is optimistic.")
+def quora_note(encoder: str = DEFAULT_ENCODER) -> str:
+    """The caveat of a run's Quora numbers, naming its encoder (a name, alias or folder)."""
+    name = DEFAULT_ENCODER if encoder == "default" else Path(encoder).name
+    known = name in (DEFAULT_ENCODER, MPNET)       # sentence-transformers' all-* encoders: trained on Quora duplicates
+    return ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv (20,214 "
+            f"pairs), not the official 141k-pair train set; and {name if known else encoder} {'was' if known else 'may have been'}"
+            f" pre-trained on sentence pairs that include Quora duplicates, so its Quora accuracy {'is' if known else 'may be'} "
+            "optimistic.")
+
+
+QUORA_NOTE = quora_note()
 
 
 def make_config(cfg: Config | dict | None = None, **params: Any) -> Config:
@@ -86,6 +95,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "precision": arithmetic(cfg, device),
         "encoder": cfg.encoder,
         "encoder_path": resolve_encoder(cfg.encoder),
+        "encoder_sha256": weights_sha256(resolve_encoder(cfg.encoder)),    # tells two copies of "one" encoder apart
         "data_dir": str(D.resolve_data_dir(cfg.data_dir)),
         "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
                      "python": platform.python_version(), "mtlib": commit},
@@ -95,7 +105,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         # machine was shared (another job, a test run), and wall_s is not this run's speed.
         "cpu_s": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
         "resumed": stages.resumed,                  # wall_s then counts only the process that finished the run
-        "note": QUORA_NOTE,
+        "note": quora_note(cfg.encoder),
     }
     out.finish(metrics)
     metrics = out.metrics()                  # as a later resume=true loads it (JSON types)
@@ -354,7 +364,7 @@ def merge_grid(out_dir: str | Path, grid=MERGE_GRID) -> dict:
         print(f"[merge {method} lambda={lam} density={density}] {fmt(metrics)}")
     found = {"rows": rows, "config": cfg.to_dict(), "device": device_name(device),
              "precision": arithmetic(cfg, device), "mtlib": git_commit(),
-             "wall_s": round(time.time() - start, 1), "note": QUORA_NOTE}
+             "wall_s": round(time.time() - start, 1), "note": quora_note(cfg.encoder)}
     atomic_write_text(out / "merges.json", json.dumps(found, indent=2))
     return found
 
