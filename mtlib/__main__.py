@@ -1,5 +1,6 @@
 """Command line: `python -m mtlib run key=value ...`, `python -m mtlib download --dest DIR`,
-`python -m mtlib report`, `explore`, `profile`, `sweep`, `merges`, `ensemble`. Errors print one line and exit 2."""
+`python -m mtlib encoders install`, `report`, `explore`, `profile`, `sweep`, `merges`, `ensemble`. Errors print one
+line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import sys
 USAGE = """usage:
   python -m mtlib run [key=value ...]     e.g. pipeline=novel profile=cpu dropout=0 seed=0 out_dir=runs/x
   python -m mtlib download [--dest DIR] [--force]
+  python -m mtlib encoders install [NAME ...] [--force]   (all-mpnet-base-v2 -> ~/.cache/mtlib/encoders/)
   python -m mtlib report [--execute [--profile P] [--only LABEL ...] [--seeds K ...] [--set NAME=VALUE ...]]
                        [--store DIR] [--results DIR] [--readme FILE]   (trains into reports/runs/<device key>/)
   python -m mtlib tables                  (every results page, reports/runs.csv, README's tables; no training)
@@ -31,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     from .train import TrainingError
     try:
         if command == "run":
-            from .pipelines import QUORA_NOTE, run
+            from .pipelines import quora_note, run
             from .report.paper import PAPER
-            run(parse_params(rest))
+            encoder = run(parse_params(rest))["config"]["encoder"]
             best = "Novel: CS + GS, no dropout"
             print("the report's best row ({}; BERT-base, the official 141k Quora pairs): SST {:.3f} / Quora {:.3f} / "
-                  "STS r {:.3f} / overall {:.3f}\n{}".format(best, *PAPER[best], QUORA_NOTE))
+                  "STS r {:.3f} / overall {:.3f}\n{}".format(best, *PAPER[best], quora_note(encoder)))
         elif command == "download":
             from .data import download
             ap = argparse.ArgumentParser(prog="python -m mtlib download")
@@ -46,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             dest = args.dest or _default_dest()
             for path in download(dest, force=args.force):
                 print(path)
+        elif command == "encoders":
+            from .install import KNOWN, install
+            if rest[:1] != ["install"]:
+                raise EncoderError(f"usage: python -m mtlib encoders install [NAME ...] [--force]; NAME: {', '.join(KNOWN)}")
+            for name in [a for a in rest[1:] if a != "--force"] or list(KNOWN):
+                print(f"{name}: installed in {install(name, '--force' in rest)}")
         elif command == "profile":
             from .report.cost import profile_markdown, write_profile
             from .report.execute import ReportError
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             lrs = tuple(float(x) for x in params.pop("lrs", "2e-5,5e-5,1e-4").split(","))
             print(lr_sweep(lrs, **params).round(3).to_string(index=False))
         elif command == "merges":
-            from .pipelines import merge_grid
+            from .report.merges import merge_grid
             if not rest:
                 print(f"mtlib: error: merges needs a run folder\n{USAGE}", file=sys.stderr)
                 return 2

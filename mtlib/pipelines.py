@@ -17,7 +17,8 @@ import torch
 
 from . import data as D
 from . import store
-from .config import Config, field_defaults
+from .config import DEFAULT_ENCODER, Config, field_defaults
+from .encoders import MPNET, weights_sha256
 from .evaluate import METRIC, evaluate, write_predictions
 from .files import atomic_write_text, compress_log
 from .merge import merge_single_task_states
@@ -25,9 +26,17 @@ from .models import arithmetic, build_model, pick_device, resolve_encoder
 from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines, load_checkpoint, set_rng_state,
                     train_stage)
 
-QUORA_NOTE = ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv "
-              "(20,214 pairs), not the official 141k-pair train set; and all-MiniLM-L6-v2 was pre-trained on "
-              "sentence pairs that include Quora duplicates, so its Quora accuracy is optimistic.")
+def quora_note(encoder: str = DEFAULT_ENCODER) -> str:
+    """The caveat of a run's Quora numbers, naming its encoder (a name, alias or folder)."""
+    name = DEFAULT_ENCODER if encoder == "default" else Path(encoder).name
+    known = name in (DEFAULT_ENCODER, MPNET)       # sentence-transformers' all-* encoders: trained on Quora duplicates
+    return ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv (20,214 "
+            f"pairs), not the official 141k-pair train set; and {name if known else encoder} {'was' if known else 'may have been'}"
+            f" pre-trained on sentence pairs that include Quora duplicates, so its Quora accuracy {'is' if known else 'may be'} "
+            "optimistic.")
+
+
+QUORA_NOTE = quora_note()
 
 
 def make_config(cfg: Config | dict | None = None, **params: Any) -> Config:
@@ -89,6 +98,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "precision": arithmetic(cfg, device),
         "encoder": cfg.encoder,
         "encoder_path": resolve_encoder(cfg.encoder),
+        "encoder_sha256": weights_sha256(resolve_encoder(cfg.encoder)),    # tells two copies of "one" encoder apart
         "data_dir": str(D.resolve_data_dir(cfg.data_dir)),
         "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
                      "python": platform.python_version(), "mtlib": commit},
@@ -98,7 +108,7 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         # machine was shared (another job, a test run), and wall_s is not this run's speed.
         "cpu_s": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
         "resumed": stages.resumed,                  # wall_s then counts only the process that finished the run
-        "note": QUORA_NOTE,
+        "note": quora_note(cfg.encoder),
     }
     out.finish(metrics)
     metrics = out.metrics()                  # as a later resume=true loads it (JSON types)
@@ -307,47 +317,6 @@ def run_config(out: Path, kind: str = "finished run") -> Config:
     if not (out / "config.json").exists():
         raise FileNotFoundError(f"{out / 'config.json'}: not a run folder; give the out_dir of a {kind}")
     return Config.from_dict({**json.loads((out / "config.json").read_text()), "progress": False})
-
-
-# (merge, lambda, density) that `merge_grid` tries: the report's average, task arithmetic at three scales (lambda =
-# 1/3 would be the average again), TIES at the paper's density 0.2 and two larger ones (lambda 1, as Yadav et al.)
-MERGE_GRID = (("uniform", 1.0, 1.0), ("task_arithmetic", 0.5, 1.0), ("task_arithmetic", 0.7, 1.0),
-              ("task_arithmetic", 1.0, 1.0), ("ties", 1.0, 0.2), ("ties", 1.0, 0.5), ("ties", 1.0, 1.0))
-
-
-def merge_grid(out_dir: str | Path, grid=MERGE_GRID) -> dict:
-    """Dev metrics of a `novel` run's three single-task models merged each way of `grid` ((merge, lambda, density)
-    triples), before any multitask step: the starting point each merge gives the multitask stage. Rebuilds the
-    encoder before fine-tuning from the run's config.json and reads its stage checkpoints
-    (checkpoints/single_<task>.safetensors), so it needs no training; writes <out_dir>/merges.json."""
-    out = Path(out_dir)
-    cfg = run_config(out, "pipeline=novel run")
-    files = {t: out / "checkpoints" / f"single_{t}.safetensors" for t in D.TASKS}
-    missing = [str(f) for f in files.values() if not f.exists()]
-    if cfg.pipeline != "novel" or missing:
-        raise FileNotFoundError(f"{out}: merge_grid needs a novel run's single-task checkpoints; missing "
-                                f"{', '.join(missing) or 'nothing, but the run is ' + cfg.pipeline}. Run pipeline=novel "
-                                f"into this out_dir, and keep its checkpoints/ folder")
-    start = time.time()
-    device = pick_device(cfg)
-    model, tokenizer = model_for(cfg, device)
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    singles = {}
-    for task, f in files.items():
-        load_checkpoint(model, f)
-        singles[task] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    dev = {t: {"dev": encode_split(cfg, split["dev"], tokenizer)} for t, split in load_splits(cfg).items()}
-    rows = []
-    for method, lam, density in grid:
-        model.load_state_dict(merge_single_task_states(singles, initial, method, lam, density))
-        metrics = evaluate(model, {t: dev[t]["dev"] for t in D.TASKS}, cfg, device)
-        rows.append({"merge": method, "lambda": lam, "density": density, **metrics})
-        print(f"[merge {method} lambda={lam} density={density}] {fmt(metrics)}")
-    found = {"rows": rows, "config": cfg.to_dict(), "device": device_name(device),
-             "precision": arithmetic(cfg, device), "mtlib": git_commit(),
-             "wall_s": round(time.time() - start, 1), "note": QUORA_NOTE}
-    atomic_write_text(out / "merges.json", json.dumps(found, indent=2))
-    return found
 
 
 def load_splits(cfg: Config) -> dict[str, dict[str, D.Split]]:

@@ -69,6 +69,26 @@ def tiny_encoder(tmp_path_factory) -> str:
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random MPNetModel (no token type ids; pairs `<s> a </s></s> b </s>`) with an MPNet tokenizer
+    on a small vocabulary (the special tokens, the synthetic data's words), built offline."""
+    import torch
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-mpnet")
+    words = {w for line in [*WORDS.values(), " ".join(TOPICS), "a film about why do people like ? story tale b c d e f g"
+                            " h i the same other words good bad one"] for w in line.split()}
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "[UNK]", "<mask>", *sorted(words)])}
+    tokenizer = MPNetTokenizer(vocab=vocab)
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=80, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    MPNetModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.fixture
 def tiny_config(tiny_data, tiny_encoder, tmp_path):
     """Keywords for a seconds-long run on the tiny encoder and data."""

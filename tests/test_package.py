@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-CORE = ("config", "data", "models", "surgery", "merge", "train", "evaluate", "pipelines", "notebook", "files", "store")
+CORE = ("config", "data", "models", "surgery", "merge", "train", "evaluate", "pipelines", "notebook", "files", "store",
+        "encoders")
 PACKAGE = Path(__file__).resolve().parent.parent / "mtlib"
 
 

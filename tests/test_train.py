@@ -287,7 +287,7 @@ def test_a_run_records_the_commit_it_started_from(tiny_config, monkeypatch):
 
 
 def test_merge_grid_reproduces_the_merged_model_the_run_logged(tiny_config):
-    from mtlib.pipelines import merge_grid
+    from mtlib.report.merges import merge_grid
     run(tiny_config, pipeline="novel", epochs=1, steps_per_epoch=2, merge="ties", merge_density=0.5, frozen_epochs=0)
     out = Path(tiny_config["out_dir"])
     logged, = [r for r in map(json.loads, open_log(out)) if r["type"] == "epoch" and r["stage"] == "merged"]
@@ -301,7 +301,7 @@ def test_merge_grid_reproduces_the_merged_model_the_run_logged(tiny_config):
 
 
 def test_merge_grid_names_what_it_needs_when_the_run_is_not_novel(tiny_config):
-    from mtlib.pipelines import merge_grid
+    from mtlib.report.merges import merge_grid
     run(tiny_config, pipeline="multitask", epochs=1)
     with pytest.raises(FileNotFoundError, match="single_sst.safetensors.*Run pipeline=novel"):
         merge_grid(tiny_config["out_dir"])
