@@ -21,7 +21,7 @@ PAPER = {
 PLAN = (
     ("00_data", {}, "00_data"),
     ("01_baseline", {}, "01_baseline"),
-    ("02_gradient_surgery", {"baseline_dir": "runs/01_baseline/{seed}/baseline"}, "02_gradient_surgery"),
+    ("02_gradient_surgery", {"baseline_dir": "01_baseline/{seed}/baseline"}, "02_gradient_surgery"),
     ("03_cosine_similarity", {}, "03_cosine_similarity"),
     ("04_cs_gs", {}, "04_cs_gs"),
     ("04_cs_gs", {"dropout": 0}, "04_cs_gs-no-dropout"),
