@@ -320,9 +320,11 @@ def _task(spec: dict, inputs: bytes | None, attempts, *needed: dict) -> dict:
         code = subprocess.run([sys.executable, "-c", LAUNCH, str(os.getpid()), *argv], cwd=ROOT, env=env,
                               stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     text = log.read_text(encoding="utf-8", errors="replace")
-    if code < 0 or code == 137:
+    if code < 0 or code == 137:      # retried: the log goes on, and so does the run, from the scratch folder too
         raise UnitKilled(name, f"its command was killed (signal {-code if code < 0 else 9})", text[-20_000:], attempt)
-    if code:
+    if code:                         # the driver gets the log; a scratch folder stays, to go on from once fixed
+        if not spec["scratch"]:
+            shutil.rmtree(folder, ignore_errors=True)
         raise UnitFailed(name, _error_line(text), text[-20_000:], attempt)
     files = _pack_new(Path(store), before, store, spec["store"]) if spec["scratch"] else None
     shutil.rmtree(folder, ignore_errors=True)       # the driver keeps the log; a finished run needs no checkpoint
