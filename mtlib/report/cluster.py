@@ -320,8 +320,12 @@ def _task(spec: dict, inputs: bytes | None, attempts, *needed: dict) -> dict:
         code = subprocess.run([sys.executable, "-c", LAUNCH, str(os.getpid()), *argv], cwd=ROOT, env=env,
                               stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     text = log.read_text(encoding="utf-8", errors="replace")
-    if code < 0 or code == 137:      # retried: the log goes on, and so does the run, from the scratch folder too
+    # Killed, so retried (the log goes on, and so does the run): the command, by a signal, or a notebook's kernel,
+    # a process of its own that the OOM killer or a kill can end alone (papermill raises DeadKernelError)
+    if code < 0 or code == 137:
         raise UnitKilled(name, f"its command was killed (signal {-code if code < 0 else 9})", text[-20_000:], attempt)
+    if code and "DeadKernelError" in text.rsplit("=== attempt ", 1)[-1]:
+        raise UnitKilled(name, "its notebook's kernel died", text[-20_000:], attempt)
     if code:                         # the driver gets the log; a scratch folder stays, to go on from once fixed
         if not spec["scratch"]:
             shutil.rmtree(folder, ignore_errors=True)
