@@ -161,7 +161,7 @@ class Cluster:
         if not self.kinds:
             self.close()
             raise ClusterError(
-                f"the Ray cluster at {address} has no node of a known device kind: "
+                f"the Ray cluster at {address or 'this machine'} has no node of a known device kind: "
                 + ("its GPUs report no accelerator type" if self.gpu else
                    "start each node with `ray start ... --resources \"$(python -m mtlib.report.cluster resources)\"`")
                 + " (docs/cluster.md)")
@@ -222,7 +222,10 @@ class Cluster:
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
                     results.append(self._ended(ref, units[index[ref]], len(results) + 1, len(units), root, logs))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:     # what has finished is written first (without a shared store: from its result)
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0) if pending else ([], [])
+            for ref in ready:
+                results.append(self._ended(ref, units[index[ref]], len(results) + 1, len(units), root, logs))
             for ref in pending:
                 ray.cancel(ref, force=True)
             print(f"ray: interrupted: {len(results)} of {len(units)} unit(s) ended, {len(pending)} cancelled; a "
@@ -302,11 +305,11 @@ def _task(spec: dict, inputs: bytes | None, attempts, *needed: dict) -> dict:
         raise UnitFailed(name, f"its node trains as {key}, and its row as {spec['key']}: the nodes of one kind "
                          "must be alike (docs/cluster.md)", attempt=attempt)
     store, before = spec["store"], {}
-    if spec["scratch"]:
-        store = str(folder / "store")
-        for blob in (inputs, *(d["files"] for d in needed)):
-            _unpack(blob, Path(store), keep=True)
-        before = _files(Path(store))
+    if spec["scratch"]:      # what the driver has already (unpacked here now) is not sent back unless it changes;
+        store = str(folder / "store")     # anything else is: left by an earlier attempt, a finished run too
+        unpacked = {n for blob in (inputs, *(d["files"] for d in needed))
+                    for n in _unpack(blob, Path(store), keep=True)}
+        before = {n: stat for n, stat in _files(Path(store)).items() if n in unpacked}
     argv = fill(spec["argv"], store, key)
     argv = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
     threads = str(spec["threads"])
@@ -378,17 +381,20 @@ def _pack_runs(root: Path, key: str, folders: tuple[str, ...]) -> bytes | None:
     return buf.getvalue()
 
 
-def _unpack(blob: bytes | None, root: Path, keep: bool = False) -> None:
+def _unpack(blob: bytes | None, root: Path, keep: bool = False) -> list[str]:
     """Extract a tarball of run files under `root`; `keep`: leave files already there (a retry's checkpoint and
-    log) as they are."""
+    log) as they are. Returns the files it extracted."""
     if not blob:
-        return
+        return []
     root.mkdir(parents=True, exist_ok=True)
     safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    extracted = []
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
         for member in tar.getmembers():
             if not (keep and (root / member.name).exists()):
                 tar.extract(member, root, **safe)
+                extracted += [member.name] if member.isfile() else []
+    return extracted
 
 
 if __name__ == "__main__":      # `python -m mtlib.report.cluster resources`: this node's kind, for `ray start --resources`
