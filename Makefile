@@ -17,6 +17,14 @@ STORE ?= reports/runs
 # pytest-xdist workers for make test, one torch thread each (conftest.py); --dist loadfile keeps a notebook's cells in
 # one kernel. 0 runs the suite in this process, as plain `pytest --nbval-lax` does.
 TEST_WORKERS ?= 2
+# make report / make explore on Ray (docs/cluster.md): WORKERS=N units at once on each device (1/N of its cores or of
+# its GPU each; 1, the default, runs them in this process one by one, without Ray), RAY_ADDRESS=<a Ray cluster>
+# to run them there, NO_SHARED_FS=1 where the cluster's nodes share no file system.
+WORKERS ?= 1
+RAY_ADDRESS ?=
+NO_SHARED_FS ?=
+CLUSTER = $(if $(filter-out 1,$(WORKERS)),--workers $(WORKERS)) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS)) \
+  $(if $(NO_SHARED_FS),--no-shared-fs)
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
 .PHONY: setup encoders run run-novel test test-fast lab report tables control explore bench parity sweep profile data clean strip gpu-pack
@@ -29,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(PY) -c "import torch; print(torch.__version__)" 2>/dev/null > $(VENV)/.torch
-	$(PIP) install -q uv && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e ".[dev]" || $(PIP) install -q -e ".[dev]"
+	$(PIP) install -q uv && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e ".[dev,ray]" || $(PIP) install -q -e ".[dev,ray]"
 	@test "$$($(PY) -c 'import torch; print(torch.__version__)')" = "$$(cat $(VENV)/.torch)" \
 	  || { echo "setup: installing mtlib replaced torch $$(cat $(VENV)/.torch); see README, PyTorch: CPU or CUDA"; exit 1; }
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -65,8 +73,8 @@ test-fast: setup  ## the unit tests not marked slow: about a minute
 lab: setup  ## JupyterLab at the repository root: the project's kernel and data folder as for make run
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-report: setup  ## every notebook for every seed (SEEDS="0 1 2") into reports/runs/<device key>/, then make tables; resumes
-	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS) --store $(STORE)
+report: setup  ## every notebook for every seed (SEEDS="0 1 2") into reports/runs/<device key>/, then make tables; resumes (WORKERS=N: Ray)
+	$(PY) -m mtlib report --execute --profile $(PROFILE) --seeds $(SEEDS) --store $(STORE) $(CLUSTER)
 
 # The pre-training control (results pages, third table): each head set a headline row uses -- the baseline's MLP heads,
 # the cosine STS head of CS, CS + GS and the novel pipeline, 07's best (sbert pair features) -- trained on the encoder as
@@ -86,7 +94,7 @@ tables: setup  ## every device's results page, reports/runs.csv and the README's
 GRID ?= reports/explore-07.txt
 STORE ?= reports/runs
 explore: setup  ## 07's exploration grid (reports/explore-07.txt) -> reports/runs/<device key>/07_explore/ (resumes)
-	$(PY) -m mtlib explore --grid "$(GRID)" --profile $(PROFILE) --store "$(STORE)" \
+	$(PY) -m mtlib explore --grid "$(GRID)" --profile $(PROFILE) --store "$(STORE)" $(CLUSTER) \
 	  $(if $(filter command line environment,$(origin SEEDS)),--seeds $(SEEDS))
 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)

@@ -15,6 +15,7 @@ USAGE = """usage:
   python -m mtlib tables                  (every results page, reports/runs.csv, README's tables; no training)
   python -m mtlib explore [--grid reports/explore-07.txt] [--profile P] [--seeds K ...] [--only ROW ...]
                         [--store DIR] [--print-commands]   (07's exploration grid: BEST + each line's changes; resumes)
+  report --execute, explore: [--workers N] [--address ADDR] [--no-shared-fs] [--print-commands]   (docs/cluster.md)
   python -m mtlib profile [RUN_DIR ...]   (where each run's time went -> reports/profile.md; RUN_DIRs: printed)
   python -m mtlib sweep [lrs=2e-5,5e-5,1e-4] [key=value ...]   (dev-only learning-rate sweep -> reports/lr-sweep.md)
   python -m mtlib merges RUN_DIR ...      (a novel run's single-task models merged each way, on dev -> RUN_DIR/merges.json)

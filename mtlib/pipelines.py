@@ -206,6 +206,10 @@ class Stages:
         self.pending_rng = saved["rng"] if saved else None
         self.current = saved["current"] if saved else None
         self.resumed = saved is not None
+        if saved:          # mid-stage: its stage, epoch and step; else the stages it had finished
+            at = self.current or {"stage": "the one after " + (saved["completed"] or [{"name": "none"}])[-1]["name"]}
+            print(f"[{cfg.pipeline}] resume: going on in {out.path} from "
+                  + ", ".join(f"{k} {at[k]}" for k in ("stage", "epoch", "step") if k in at), flush=True)
 
     def dev_eval(self, model, tasks) -> dict:
         return evaluate(model, {t: self.data[t]["dev"] for t in tasks}, self.cfg, self.device)

@@ -24,6 +24,7 @@ from ..notebook import ROOT, shown
 from ..store import STORE
 from .paper import BEST
 from .runs import run_folder
+from .units import Unit, check_workers, print_commands as print_units
 
 GRID = "reports/explore-07.txt"
 LABEL = "07_explore"
@@ -137,8 +138,11 @@ def unit_params(row: Row, seed: int, profile: str, out_dir: str | Path) -> dict:
 
 def command_line(params: dict) -> str:
     """The `python -m mtlib run ...` line that runs the same unit."""
-    items = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()]
-    return shlex.join(["python", "-m", "mtlib", "run", *items])
+    return shlex.join(["python", "-m", "mtlib", "run", *run_items(params)])
+
+
+def run_items(params: dict) -> list[str]:
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()]
 
 
 def this_device(profile: str) -> str:
@@ -148,25 +152,35 @@ def this_device(profile: str) -> str:
 
 def explore(grid: str | Path = GRID, profile: str = "cpu", seeds: list[int] | None = None,
             only: list[str] | None = None, store: str | Path | None = None, print_commands: bool = False,
-            key: str | None = None) -> list[dict]:
-    """Run (or, with print_commands, print) every unit of the grid; the metrics of each run (none when printing)."""
-    units = select(read_grid(grid), only, seeds)
+            key: str | None = None, workers: int = 1, address: str | None = None, shared_fs: bool = True) -> list[dict]:
+    """Run (or, with print_commands, print) every unit of the grid; the metrics of each run (none when printing;
+    with Ray, whose units run in their own processes, each unit's {name, status, key, attempt})."""
+    selected = select(read_grid(grid), only, seeds)
     root = Path(store) if store is not None else ROOT / STORE
     if profile == "smoke" and root.resolve() == (ROOT / STORE).resolve():
         raise GridError(f"profile=smoke would replace the committed cpu-profile runs in {STORE}/; "
                         "give --store <another folder> for smoke runs")
+    found = [Unit(f"{LABEL} {row.name}, seed {seed}", row.folder,
+                  ("python", "-m", "mtlib", "run", *run_items(unit_params(row, seed, profile, "{store}/{key}/"
+                                                                          f"{LABEL}/{row.folder}/seed{seed}"))),
+                  (f"{LABEL}/{row.folder}/seed{seed}",))
+             for row, seed in selected]
+    if print_commands or workers > 1 or address:
+        if print_commands:
+            print_units(found, shown(root.resolve()) if root.is_absolute() else str(root), key or this_device(profile))
+            return []
+        from .cluster import Cluster
+        with Cluster(workers, address, {"profile": profile}) as cluster:
+            return cluster.run(found, root, shared_fs)
     key = key or this_device(profile)
     results = []
-    for i, (row, seed) in enumerate(units, start=1):
+    for i, (row, seed) in enumerate(selected, start=1):
         out = root / key / LABEL / row.folder / f"seed{seed}"
         params = unit_params(row, seed, profile, shown(out.resolve()) if out.is_absolute() else out)
-        if print_commands:
-            print(command_line(params))
-            continue
         from ..pipelines import run
-        print(f"[explore {i}/{len(units)}] {row.name}, seed {seed} -> {params['out_dir']}", flush=True)
+        print(f"[explore {i}/{len(selected)}] {row.name}, seed {seed} -> {params['out_dir']}", flush=True)
         metrics = run({**params, "out_dir": str(out)})
-        print(f"[explore {i}/{len(units)}] {row.name}, seed {seed}: overall={metrics['overall']:.3f}", flush=True)
+        print(f"[explore {i}/{len(selected)}] {row.name}, seed {seed}: overall={metrics['overall']:.3f}", flush=True)
         results.append(metrics)
     return results
 
@@ -182,5 +196,11 @@ def main(argv: list[str]) -> None:
                     f"<store>/<device key>/{LABEL}/<row>/seed<k>")
     ap.add_argument("--print-commands", action="store_true",
                     help="print each unit's `python -m mtlib run ...` line instead of running it")
+    ap.add_argument("--workers", default="1", help="units at once on each device: 1 (default) runs them here one "
+                    "by one; more runs them on a local Ray, each with 1/N of the cores or of a GPU (docs/cluster.md)")
+    ap.add_argument("--address", default=None, help="run the units on the Ray cluster at this address (docs/cluster.md)")
+    ap.add_argument("--no-shared-fs", action="store_true", help="with Ray: each task trains in a scratch folder of "
+                    "its worker and returns its run, which this process writes into the store")
     args = ap.parse_args(argv)
-    explore(args.grid, args.profile, args.seeds, args.only, args.store, args.print_commands)
+    explore(args.grid, args.profile, args.seeds, args.only, args.store, args.print_commands,
+            workers=check_workers(args.workers), address=args.address, shared_fs=not args.no_shared_fs)
