@@ -345,18 +345,20 @@ def test_each_rungs_finding_is_one_line_computed_from_its_run_and_the_reports_ro
 
 def test_execute_gives_the_equal_compute_row_this_devices_fixed_steps_or_skips_it_saying_how(tmp_path, monkeypatch, capsys):
     import papermill as pm
-    from mtlib.report import paper
     calls = []
     monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: calls.append(parameters))
     only = ["04_cs_gs-no-dropout-equal-data", "04_cs_gs-no-dropout-equal-compute"]
-    monkeypatch.setattr(paper, "EQUAL_COMPUTE", {})
     monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {})
-    execute("smoke", only, tmp_path / "rep", (0,))
-    assert [c["steps_per_epoch"] for c in calls] == [1237]                     # equal data only
-    assert "skipped 04_cs_gs-no-dropout-equal-compute: no equal-compute step count is fixed for" in capsys.readouterr().out
+    execute("cpu", only, tmp_path / "rep", (0, 1))
+    assert [c["steps_per_epoch"] for c in calls] == [1237, 1237]                 # equal data only, each seed
+    err = capsys.readouterr().err
+    assert err.count("skipped 04_cs_gs-no-dropout-equal-compute: no equal-compute step count is fixed for") == 1
     monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {store.here(): (999, (0,))})
-    execute("smoke", only, tmp_path / "rep", (0,))
-    assert [c["steps_per_epoch"] for c in calls[1:]] == [1237, 999] and calls[-1]["epochs"] == 1
+    execute("cpu", only, tmp_path / "rep", (0,))
+    assert [c["steps_per_epoch"] for c in calls[2:]] == [1237, 999] and calls[-1]["epochs"] == 1
+    calls.clear()
+    execute("smoke", only, tmp_path / "rep", (0,))                              # cpu-profile step counts
+    assert not calls and "this is the smoke profile" in capsys.readouterr().err
 
 
 def test_a_rungs_dir_parameter_names_another_rungs_run_in_the_same_store(tmp_path, monkeypatch):

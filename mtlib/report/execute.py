@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import shlex
+import sys
 import tempfile
 import time
 from functools import partial
@@ -20,7 +21,7 @@ from ..notebook import ROOT
 from ..store import STORE, device_key
 from .front import FINDINGS_BLOCKS, devices, write_readme
 from .index import write_index
-from .paper import AFTER, EQUAL_COMPUTE, FIGURE_SEED, ONCE, PLAN, SEEDS
+from .paper import AFTER, CPU_ONLY, EQUAL_COMPUTE, FIGURE_SEED, ONCE, PLAN, SEEDS
 from .runs import repo_path
 from .tables import write_results
 from .units import Unit, check_workers, dedup, print_commands as print_units
@@ -90,18 +91,23 @@ def units(profile: str | None, only: list[str] | None, store: str | Path, seeds:
     unit too, before the notebook (which then loads it); one that a rung trains already is that rung's unit."""
     here = Path(store) / key
     scratch = Path(scratch or tempfile.gettempdir())
-    found = []
+    resolved = Config.from_dict({**common, **({"profile": profile} if profile else {})}).profile
+    found, skipped = [], set()
     for seed in seeds:
         for notebook, params, label in PLAN:
             if (only and label not in only) or (label in ONCE and seed != seeds[0]):
                 continue
-            if "{equal_compute}" in params.values():
-                if key not in EQUAL_COMPUTE:
-                    print(f"skipped {label}: no equal-compute step count is fixed for {key}; compute it with "
-                          f"mtlib.report.cost.equal_compute_steps('{here}') and add it to EQUAL_COMPUTE in "
-                          "mtlib/report/paper.py", flush=True)
-                    continue
-                params = {k: EQUAL_COMPUTE[key][0] if v == "{equal_compute}" else v for k, v in params.items()}
+            why = (f"its step count is the cpu profile's novel pipeline's, and this is the {resolved} profile"
+                   if label in CPU_ONLY and resolved != "cpu" else
+                   f"no equal-compute step count is fixed for {key}; compute it with mtlib.report.cost."
+                   f"equal_compute_steps('{here}') and add it to EQUAL_COMPUTE in mtlib/report/paper.py"
+                   if "{equal_compute}" in params.values() and key not in EQUAL_COMPUTE else None)
+            if why:
+                if label not in skipped:             # on stderr: --print-commands' stdout is a list of commands
+                    print(f"skipped {label}: {why}", file=sys.stderr, flush=True)
+                skipped.add(label)
+                continue
+            params = {k: EQUAL_COMPUTE[key][0] if v == "{equal_compute}" else v for k, v in params.items()}
             kept = seed == FIGURE_SEED or label in ONCE
             folder = here / label / f"seed{seed}"
             p = {**{k: str(here / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v

@@ -39,6 +39,9 @@ PLAN = (
 # once from the seeds named (cost.equal_compute_steps; tests/test_cost.py recomputes it). A device without one skips
 # the row in `make report` and says how to fix it.
 EQUAL_COMPUTE = {"intel-xeon-bf16-2t": (1434, (0, 1, 2, 3)), "nvidia-h200": (1281, (0, 1, 2))}
+# The (e') rows' step counts are the cpu profile's (its novel pipeline's steps, batches, wall time): on another
+# profile `make report` skips them, saying why.
+CPU_ONLY = ("04_cs_gs-no-dropout-novel-steps", "04_cs_gs-no-dropout-equal-data", "04_cs_gs-no-dropout-equal-compute")
 SEEDS = (0, 1, 2)
 ONCE = ("00_data",)          # labels that train nothing: executed for the first seed only
 # the seed whose figures go to <reports_dir>/figures (README, results.md); every other seed's lie beside its runs, so
