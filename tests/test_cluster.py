@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from mtlib.report.cluster import Cluster, ClusterError, Kind, cpu_kind, kinds
+from mtlib.report.cluster import Cluster, ClusterError, Kind, kinds, start_local
 from mtlib.report.execute import after_runs, units
 from mtlib.report.units import Unit, groups, stages
 
@@ -166,8 +166,7 @@ def reference(sequential) -> dict:
 def cluster(sequential):
     """One local Ray for the module: 2 CPUs and this machine's kind, so --workers 2 gives each task one thread."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, resources={cpu_kind(): 10_000}, include_dashboard=False,
-             log_to_driver=False)
+    start_local(ray, 2)
     try:
         yield Cluster(2, None, {"profile": "smoke"})
     finally:

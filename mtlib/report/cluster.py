@@ -137,6 +137,24 @@ def kinds(nodes: list[dict], workers: int, gpu: bool) -> tuple[list[Kind], int]:
     return out, unnamed
 
 
+def start_local(ray, cpus: int, tries: int = 3) -> None:
+    """A new Ray inside this process, with this machine's device kind. Ray waits a fixed 30 s for its raylet to
+    register (ray/_private/node.py, no setting), which a loaded 2-core machine can exceed (seen here beside a training
+    run and the test suite): such a start is shut down and tried again, `tries` times in all."""
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(address="local", num_cpus=cpus, resources={cpu_kind(): 10_000}, include_dashboard=False,
+                     log_to_driver=False)
+            return
+        except Exception as err:        # Ray raises a bare Exception for this one
+            if "timed out during startup" not in str(err):
+                raise
+            ray.shutdown()
+            if attempt == tries:
+                raise ClusterError(f"Ray did not start on this machine in {tries} tries ({err}); retry when the "
+                                   "machine is less loaded, or run with --workers 1") from None
+
+
 class Cluster:
     """Ray, for running units: started inside this process (no address; stopped again by `close`) or the cluster
     at `address`; a Ray already initialised in this process (a test's) is used as it is."""
@@ -150,8 +168,7 @@ class Cluster:
                 if address:
                     ray.init(address=address, log_to_driver=False)
                 else:        # "local": a new Ray here, whatever RAY_ADDRESS says
-                    ray.init(address="local", num_cpus=os.cpu_count() or 1, resources={cpu_kind(): 10_000},
-                             include_dashboard=False, log_to_driver=False)
+                    start_local(ray, os.cpu_count() or 1)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise ClusterError(f"cannot start or reach Ray at {address or 'this machine'} "
                                    f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
