@@ -59,7 +59,8 @@ def finding(row: str, run: dict, against: dict | None = None) -> str:
     if base and against is not None:
         d, d_paper = ours - against[metric], paper - PAPER[base][i]
         return text + (f"); our {base} run has {against[metric]:.3f}, a change of {d:+.3f}, "
-                       f"{'as in' if (d > 0) == (d_paper > 0) else 'unlike'} the report ({d_paper:+.3f}).")
+                       f"{'in the direction of' if (d > 0) == (d_paper > 0) else 'against'} the report's change "
+                       f"({d_paper:+.3f}; one seed: the claims table tests direction and size over every seed).")
     return text + (f", from {PAPER[base][i]:.3f} in its {base} row)." if base else ").")
 
 
