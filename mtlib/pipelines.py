@@ -97,8 +97,8 @@ def run(cfg: Config | dict | None = None, **params: Any) -> dict:
         "device_key": key,
         "precision": arithmetic(cfg, device),
         "encoder": cfg.encoder,
-        "encoder_path": resolve_encoder(cfg.encoder),
-        "encoder_sha256": weights_sha256(resolve_encoder(cfg.encoder)),    # tells two copies of "one" encoder apart
+        "encoder_path": (encoder_path := resolve_encoder(cfg.encoder)),
+        "encoder_sha256": weights_sha256(encoder_path),    # tells two copies of "one" encoder apart
         "data_dir": str(D.resolve_data_dir(cfg.data_dir)),
         "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
                      "python": platform.python_version(), "mtlib": commit},
