@@ -486,20 +486,18 @@ def _ablation_per_task(runs: dict[str, list[dict]]) -> list[str]:
     """Under an ablation table: each row's task metrics that differ from the first row's, paired by seed, with a
     95% interval that excludes zero (a knob may move one task with the mean unmoved), each marked by whether it
     survives Holm's correction over every row-and-task comparison made here; nothing where none differs."""
-    first = runs_by_seed(next(iter(runs.values())))
-    family = []                               # (row, task, p) of every comparison with an interval that can resolve
-    for name, seeds in runs.items():
-        if seeds is next(iter(runs.values())):
-            continue
-        other = runs_by_seed(seeds)
-        family += [(name, m, paired_p({k: r[m] for k, r in other.items()}, {k: r[m] for k, r in first.items()}))
-                   for m in METRICS[:-1] if all(m in r for r in (*other.values(), *first.values()))]
-    tested = [(name, m, p) for name, m, p in family if not math.isnan(p)]
+    reference = next(iter(runs.values()))
+    first = runs_by_seed(reference)
+    others = {name: runs_by_seed(seeds) for name, seeds in runs.items() if seeds is not reference}
+    family = [(name, m, paired_p({k: r[m] for k, r in other.items()}, {k: r[m] for k, r in first.items()}))
+              for name, other in others.items() for m in METRICS[:-1]
+              if all(m in r for r in (*other.values(), *first.values()))]
+    tested = [(name, m, p) for name, m, p in family if not math.isnan(p)]   # comparisons that can resolve
     kept = {(name, m) for (name, m, _), keep in zip(tested, holm([p for *_, p in tested])) if keep}
     lines = []
-    for name, seeds in runs.items():
+    for name, other in others.items():
         tasks = [f"{t} ({'holds after Holm' if (name, t.split()[0]) in kept else 'uncorrected only'})"
-                 for t in (resolved_tasks(runs_by_seed(seeds), first) if seeds is not next(iter(runs.values())) else [])]
+                 for t in resolved_tasks(other, first)]          # "<metric> +0.003 [...]": its first word names it
         lines += [f"- **{name}**: {'; '.join(tasks)}."] if tasks else []
     return [f"Task metrics a row moves, paired by seed with the first row (95% interval excludes zero, at least "
             f"{MIN_SEEDS} seeds with some spread), each marked by whether it survives Holm's correction over the "
