@@ -39,7 +39,8 @@ def test_comments_blank_lines_seeds_and_row_folders():
     ("learning_rate=1e-4  seeds=0", "unknown parameter(s) learning_rate; valid names:", "fix the change"),
     ("ema=2  seeds=0", "ema=2.0 is not valid", "fix the change"),
     ("ema=0.9 ema=0.99  seeds=0", "ema= is given twice", "a second value is another line"),
-    ("ema=0.9  profile=smoke  seeds=0", "profile= is set for every run", "--profile, --seeds, --store choose those"),
+    ("ema=0.9  profile=smoke  seeds=0", "profile= is set for every run", "--profile, --seeds, --store, --encoder choose"),
+    ("encoder=bert-base-uncased  seeds=0", "encoder= is set for every run", "--encoder choose"),
 ])
 def test_a_bad_line_names_file_line_and_fix(line, problem, fix):
     with pytest.raises(GridError) as err:
@@ -81,6 +82,14 @@ def test_print_commands_lists_each_unit(tmp_path, capsys):
     assert len(lines) == 2 and all(x.startswith("python -m mtlib run pipeline=multitask ") for x in lines)
     assert " ema=0.99 profile=cpu seed=1 resume=true progress=false out_dir=" in lines[1]
     assert lines[1].endswith("/07_explore/ema-0.99/seed1")
+    # another encoder: every run gets it, in the device's folder for that encoder (a row of its own, a best of its own)
+    from mtlib.store import here
+    from mtlib.config import Config
+    assert main(["explore", "--grid", str(grid), "--store", str(tmp_path / "store"), "--print-commands",
+                 "--encoder", "sentence-transformers/all-mpnet-base-v2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(" encoder=sentence-transformers/all-mpnet-base-v2 " in x for x in lines)
+    assert lines[0].endswith(f"/store/{here(Config(profile='cpu'))}+all-mpnet-base-v2/07_explore/ema-0.99/seed0")
 
 
 def test_bad_grid_exits_2_with_one_line(tmp_path, capsys):

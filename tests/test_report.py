@@ -115,6 +115,8 @@ def test_execute_sets_config_fields_for_every_notebook_and_rejects_what_a_rung_o
           "--store", str(tmp_path / "rep"), "--results", str(tmp_path / "results"), "--readme", "",
           "--set", "precision=fp32", "encoder=some/folder"])
     assert len(calls) == 2 and all(c["precision"] == "fp32" and c["encoder"] == "some/folder" for c in calls)
+    # another encoder's runs go to this device's folder for it, never over the default encoder's runs of the label
+    assert calls[0]["out_dir"] == str(tmp_path / "rep" / f"{store.here()}+folder" / "01_baseline/seed0")
     with pytest.raises(ConfigError, match="precison"):
         execute("smoke", ["01_baseline"], tmp_path / "rep", (0,), {"precison": "fp32"})
     with pytest.raises(ConfigError, match="precision='fp8' is not valid"):
@@ -139,6 +141,34 @@ def test_each_device_of_the_store_gets_its_own_page_and_no_row_mixes_devices(tmp
     text = (tmp_path / "results/h200.md").read_text()
     assert "No run of the report's rungs" in text and "## Multitask fine-tuning" not in text
     assert "claims, tested" not in text and "## 02: PCGrad's gradients" not in text and "## Caveats" in text
+
+
+@pytest.mark.parametrize("encoder,key", [
+    (None, "dev"), ("all-MiniLM-L6-v2", "dev"), ("sentence-transformers/all-MiniLM-L6-v2", "dev"),
+    ("all-mpnet-base-v2", "dev+all-mpnet-base-v2"), ("sentence-transformers/all-mpnet-base-v2", "dev+all-mpnet-base-v2"),
+    ("google-bert/bert-base-uncased", "dev+bert-base-uncased"), ("/models/my bert/", "dev+my-bert")])
+def test_each_encoder_has_its_own_folder_of_a_devices_store(encoder, key):
+    from mtlib.report.units import store_key
+    assert store_key("dev", encoder) == key
+
+
+def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(tmp_path):
+    """<key>+<encoder> is a record of its own: its page, its rows; runs.csv names the device and the encoder apart,
+    and 07's "chosen on dev among N" counts the configurations tried with that encoder alone."""
+    from mtlib.report.tables import chosen_among
+    fake_run(tmp_path / "runs/xeon-bf16-2t/01_baseline/seed0/baseline", sst_acc=0.41)
+    fake_run(tmp_path / "runs/xeon-bf16-2t+mpnet/01_baseline/seed0/baseline", sst_acc=0.52)
+    for key, rows in (("xeon-bf16-2t", ("best", "ema-0.99")), ("epyc-fp32-2t", ("best", "lr-0.0001")),
+                      ("xeon-bf16-2t+mpnet", ("best",))):
+        for row in rows:
+            fake_run(tmp_path / f"runs/{key}/07_beyond/{row}/seed0", config={
+                "profile": "cpu", "dropout": 0, "lr": 5e-5, "batch_size": 16, "epochs": 1, "steps_per_epoch": 700, "seed": 0})
+    main(["--store", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--readme", ""])
+    mpnet = (tmp_path / "results/xeon-bf16-2t+mpnet.md").read_text()
+    assert "| Baseline | 0.520 |" in mpnet and "0.410" not in mpnet
+    frame = pd.read_csv(tmp_path / "runs.csv")
+    assert set(frame.device) == {"xeon-bf16-2t", "epyc-fp32-2t"}
+    assert chosen_among(tmp_path / "runs/xeon-bf16-2t") == 3 and chosen_among(tmp_path / "runs/xeon-bf16-2t+mpnet") == 1
 
 
 def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):

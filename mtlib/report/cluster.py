@@ -91,11 +91,14 @@ def cpu_kind() -> str:
 
 
 def device_key_here(config: dict, threads: int, gpu: bool) -> str:
-    """The device key a unit of `config` trains under here, with `threads` torch threads (mtlib.store)."""
+    """The store folder a unit of `config` trains into here, with `threads` torch threads: its device key
+    (mtlib.store), with the encoder after a `+` where it is not the default (units.store_key)."""
     from ..config import Config
     from ..models import pick_device
     from ..store import device_key
-    return device_key(pick_device(Config.from_dict({**config, **({} if gpu else {"device": "cpu"})})), threads)
+    from .units import store_key
+    device = pick_device(Config.from_dict({**config, **({} if gpu else {"device": "cpu"})}))
+    return store_key(device_key(device, threads), config.get("encoder"))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from .index import write_index
 from .paper import AFTER, CPU_ONLY, EQUAL_COMPUTE, FIGURE_SEED, ONCE, PLAN, SEEDS
 from .runs import repo_path
 from .tables import write_results
-from .units import Unit, check_workers, dedup, print_commands as print_units
+from .units import Unit, check_workers, dedup, print_commands as print_units, store_key
 
 RESULTS = "reports/results"        # one generated page per device key: reports/results/<key>.md
 
@@ -37,7 +37,8 @@ def execute(profile: str | None = None, only: list[str] | None = None, store: st
             seeds: tuple[int, ...] = SEEDS, params: dict | None = None, workers: int = 1, address: str | None = None,
             shared_fs: bool = True, print_commands: bool = False, last: str | None = None) -> float:
     """Run the notebooks of PLAN with papermill, seed by seed, into <store>/<this device's key>/<label>/seed<k>/,
-    then those of AFTER (06, 07) with every seed; returns the wall time (s).
+    then those of AFTER (06, 07) with every seed; returns the wall time (s). With an encoder other than the default
+    (`params`), the folder is <device key>+<encoder> (units.store_key): its rows and claims are its own.
 
     `params` (Config fields, e.g. {"encoder": "bert-base-uncased", "precision": "fp32"}) go to every notebook; a
     field that a notebook fixes itself (its rung's pipeline, combine, sts_head) or PLAN sets is an error.
@@ -65,7 +66,7 @@ def execute(profile: str | None = None, only: list[str] | None = None, store: st
     start = time.time()
     if print_commands or workers > 1 or address:
         if print_commands:
-            key = device_key(pick_device(Config.from_dict(config)))
+            key = store_key(device_key(pick_device(Config.from_dict(config))), config.get("encoder"))
             found = units(profile, only, store, seeds, common, key, expand=True)
             print_units(found, str(store), key, last)
             return 0.0
@@ -74,10 +75,10 @@ def execute(profile: str | None = None, only: list[str] | None = None, store: st
             cluster.run(units(profile, only, store, seeds, common, cluster.key, expand=True), repo_path(store),
                         shared_fs)
         return time.time() - start
-    key = device_key(pick_device(Config.from_dict(config)))
+    key = store_key(device_key(pick_device(Config.from_dict(config))), config.get("encoder"))
     here = Path(store) / key                       # relative paths are taken from the repository root
     repo_path(here / "notebooks").mkdir(parents=True, exist_ok=True)
-    print(f"device key {key}: runs, notebooks and figures go to {here}/", flush=True)
+    print(f"device key {key}: runs, notebooks and figures go to {here}/", flush=True)   # <device>+<encoder>: store_key
     with tempfile.TemporaryDirectory(prefix="mtlib-report-") as scratch:   # other seeds' copies and figures
         for unit in units(profile, only, store, seeds, common, key, scratch=scratch):
             unit.call()

@@ -24,12 +24,12 @@ from ..notebook import ROOT, shown
 from ..store import STORE
 from .paper import BEST
 from .runs import run_folder
-from .units import Unit, check_workers, print_commands as print_units
+from .units import Unit, check_workers, print_commands as print_units, store_key
 
 GRID = "reports/explore-07.txt"
 LABEL = "07_explore"
 # set by the runner for every unit: a line may not set them
-RESERVED = ("seed", "seeds", "profile", "out_dir", "resume", "progress", "data_dir")
+RESERVED = ("seed", "seeds", "profile", "out_dir", "resume", "progress", "data_dir", "encoder")
 
 
 class GridError(ValueError):
@@ -87,7 +87,7 @@ def parse_grid(text: str, path: str = GRID) -> list[Row]:
                 continue
             if key in RESERVED:
                 raise bad(f"{key}= is set for every run by `python -m mtlib explore`",
-                          "remove it (--profile, --seeds, --store choose those)")
+                          "remove it (--profile, --seeds, --store, --encoder choose those)")
             if key in changes:
                 raise bad(f"{key}= is given twice", "keep one value per knob; a second value is another line")
             changes[key] = value
@@ -130,10 +130,10 @@ def select(rows: list[Row], only: list[str] | None = None, seeds: list[int] | No
     return [(r, s) for r in rows for s in (seeds if seeds else r.seeds)]
 
 
-def unit_params(row: Row, seed: int, profile: str, out_dir: str | Path) -> dict:
+def unit_params(row: Row, seed: int, profile: str, out_dir: str | Path, encoder: str | None = None) -> dict:
     """What `pipelines.run` gets for one unit."""
-    return {**row.config(), "profile": profile, "seed": seed, "resume": True, "progress": False,
-            "out_dir": str(out_dir)}
+    return {**row.config(), **({"encoder": encoder} if encoder else {}), "profile": profile, "seed": seed,
+            "resume": True, "progress": False, "out_dir": str(out_dir)}
 
 
 def command_line(params: dict) -> str:
@@ -145,14 +145,16 @@ def run_items(params: dict) -> list[str]:
     return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()]
 
 
-def this_device(profile: str) -> str:
+def this_device(profile: str, encoder: str | None = None) -> str:
+    """This machine's store folder for the grid's runs: its device key, +<encoder> for another encoder."""
     from ..store import here
-    return here(Config(profile=profile))
+    return store_key(here(Config(profile=profile)), encoder)
 
 
 def explore(grid: str | Path = GRID, profile: str = "cpu", seeds: list[int] | None = None,
             only: list[str] | None = None, store: str | Path | None = None, print_commands: bool = False,
-            key: str | None = None, workers: int = 1, address: str | None = None, shared_fs: bool = True) -> list[dict]:
+            key: str | None = None, workers: int = 1, address: str | None = None, shared_fs: bool = True,
+            encoder: str | None = None) -> list[dict]:
     """Run (or, with print_commands, print) every unit of the grid; the metrics of each run (none when printing;
     with Ray, whose units run in their own processes, each unit's {name, status, key, attempt})."""
     selected = select(read_grid(grid), only, seeds)
@@ -162,21 +164,21 @@ def explore(grid: str | Path = GRID, profile: str = "cpu", seeds: list[int] | No
                         "give --store <another folder> for smoke runs")
     found = [Unit(f"{LABEL} {row.name}, seed {seed}", row.folder,
                   ("python", "-m", "mtlib", "run", *run_items(unit_params(row, seed, profile, "{store}/{key}/"
-                                                                          f"{LABEL}/{row.folder}/seed{seed}"))),
+                                                                          f"{LABEL}/{row.folder}/seed{seed}", encoder))),
                   (f"{LABEL}/{row.folder}/seed{seed}",))
              for row, seed in selected]
     if print_commands or workers > 1 or address:
         if print_commands:
-            print_units(found, shown(root.resolve()) if root.is_absolute() else str(root), key or this_device(profile))
+            print_units(found, shown(root.resolve()) if root.is_absolute() else str(root), key or this_device(profile, encoder))
             return []
         from .cluster import Cluster
-        with Cluster(workers, address, {"profile": profile}) as cluster:
+        with Cluster(workers, address, {"profile": profile, **({"encoder": encoder} if encoder else {})}) as cluster:
             return cluster.run(found, root, shared_fs)
-    key = key or this_device(profile)
+    key = key or this_device(profile, encoder)
     results = []
     for i, (row, seed) in enumerate(selected, start=1):
         out = root / key / LABEL / row.folder / f"seed{seed}"
-        params = unit_params(row, seed, profile, shown(out.resolve()) if out.is_absolute() else out)
+        params = unit_params(row, seed, profile, shown(out.resolve()) if out.is_absolute() else out, encoder)
         from ..pipelines import run
         print(f"[explore {i}/{len(selected)}] {row.name}, seed {seed} -> {params['out_dir']}", flush=True)
         metrics = run({**params, "out_dir": str(out)})
@@ -194,6 +196,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--only", nargs="+", metavar="ROW", help="these rows alone (folder name, e.g. ema-0.99)")
     ap.add_argument("--store", default=None, help=f"the run store (default {STORE}): runs go to "
                     f"<store>/<device key>/{LABEL}/<row>/seed<k>")
+    ap.add_argument("--encoder", default=None, help="the encoder of every run (default: the bundled "
+                    "all-MiniLM-L6-v2); another goes to <store>/<device key>+<encoder>/, its own rows and best row")
     ap.add_argument("--print-commands", action="store_true",
                     help="print each unit's `python -m mtlib run ...` line instead of running it")
     ap.add_argument("--workers", default="1", help="units at once on each device: 1 (default) runs them here one "
@@ -203,4 +207,5 @@ def main(argv: list[str]) -> None:
                     "its worker and returns its run, which this process writes into the store")
     args = ap.parse_args(argv)
     explore(args.grid, args.profile, args.seeds, args.only, args.store, args.print_commands,
-            workers=check_workers(args.workers), address=args.address, shared_fs=not args.no_shared_fs)
+            workers=check_workers(args.workers), address=args.address, shared_fs=not args.no_shared_fs,
+            encoder=args.encoder)

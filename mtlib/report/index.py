@@ -1,7 +1,7 @@
 """reports/runs.csv: one row per committed run of the store, to load in pandas and group by any column.
 
     runs = pd.read_csv("reports/runs.csv")
-    runs.groupby(["device", "label", "row"])[["overall", "last_overall"]].agg(["mean", "std", "count"])
+    runs.groupby(["device", "encoder", "label", "row"])[["overall", "last_overall"]].agg(["mean", "std", "count"])
 
 `overall` & co. are the best dev epoch of the run's final stage (selected on dev, as the results pages show them);
 `last_*` its last epoch. `changed` lists the config fields that differ from their defaults; `command` trains the
@@ -52,7 +52,7 @@ def row(key: str, folder: Path, m: dict, root: Path) -> dict:
     threads = m.get("threads") or 2
     rec = record(folder) or {}
     return {
-        "device": key, "label": rel[0], "row": "/".join(p for i, p in enumerate(rel[1:], 1) if i != seed_at),
+        "device": key.partition("+")[0], "label": rel[0],     # <device key>+<encoder>: the encoder has its column "row": "/".join(p for i, p in enumerate(rel[1:], 1) if i != seed_at),
         "seed": config.get("seed"), "folder": _shown(folder),
         "changed": " ".join(f"{k}={v}" for k, v in config.items() if k not in NOT_CHANGES and v != defaults.get(k)
                             and not (k == "select" and one_epoch(config))),    # one epoch a stage: nothing to select

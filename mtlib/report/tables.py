@@ -385,9 +385,10 @@ def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> lis
 
 def chosen_among(runs_dir: str | Path) -> int:
     """How many configurations were scored on dev before 07's best was chosen: 07's ablation rows (the best among
-    them) and the exploration grid's rows, on every device of the store that holds `runs_dir` (one choice for all)."""
-    found = set()
-    for key in (p for p in repo_path(runs_dir).parent.iterdir() if p.is_dir()):
+    them) and the exploration grid's rows, on every device of the store that holds `runs_dir` (one choice for all
+    devices) whose encoder is `runs_dir`'s (<device key>+<encoder>: each encoder's best is chosen on its own)."""
+    found, encoder = set(), repo_path(runs_dir).name.partition("+")[2]
+    for key in (p for p in repo_path(runs_dir).parent.iterdir() if p.is_dir() and p.name.partition("+")[2] == encoder):
         found |= set(ablation_runs(key / "07_beyond")) | set(ablation_runs(key / "07_explore"))
     return len(found)
 

@@ -12,8 +12,10 @@ runs on one device kind (`groups`), so that claims can pair them.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Callable
 
 
@@ -28,6 +30,18 @@ class Unit:
 
     def command(self, store: str, key: str) -> str:
         return shlex.join(fill(self.argv, store, key))
+
+
+def store_key(device: str, encoder: str | None = None) -> str:
+    """The store folder a run of `encoder` trained on `device` (its device key) goes to: the device key itself for
+    the default encoder, else <device key>+<the encoder's own name> (an alias resolved, a hub name or a folder by its
+    last part: `sentence-transformers/all-mpnet-base-v2` -> `+all-mpnet-base-v2`). Rows, claims and results pages are
+    per folder, so two encoders' runs never share a row or a claim, and a run of another encoder never trains over
+    the default's run of the same label."""
+    from ..config import DEFAULT_ENCODER
+    from ..encoders import ALIASES
+    name = PurePath(ALIASES.get(encoder, encoder) if encoder else DEFAULT_ENCODER).name
+    return device if name == DEFAULT_ENCODER else f"{device}+{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-')}"
 
 
 def fill(argv, store: str, key: str) -> list[str]:
