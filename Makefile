@@ -27,7 +27,7 @@ CLUSTER = $(if $(filter-out 1,$(WORKERS)),--workers $(WORKERS)) $(if $(RAY_ADDRE
   $(if $(NO_SHARED_FS),--no-shared-fs)
 NOTEBOOKS := 01_baseline 02_gradient_surgery 03_cosine_similarity 04_cs_gs 05_novel
 
-.PHONY: setup encoders run run-novel test test-fast lab report tables control explore bench parity sweep profile data clean strip gpu-pack
+.PHONY: setup encoders run run-novel test test-fast lab report tables control explore bench encoder-cost parity sweep profile data clean strip gpu-pack
 # torch with pip (the pinned wheel); the rest with uv, which takes seconds where pip takes minutes and picks the same
 # versions: the torch installed first satisfies mtlib's torch>=2.4, so uv keeps it (checked). No uv: pip does it.
 # --compile-bytecode: uv writes no .pyc by default (pip does), and where PYTHONDONTWRITEBYTECODE is set (CI) every
@@ -106,6 +106,9 @@ profile: setup  ## where each run's time went, one seed of `make report`, the pa
 
 bench: setup  ## training/eval speed, one process, interleaved -> reports/performance.md
 	$(PY) benchmarks/bench.py
+
+encoder-cost: setup  ## another encoder's step and inference time against MiniLM's, one 07-best run projected (ENCODERS) -> reports/encoder-cost/
+	$(PY) benchmarks/encoder_cost.py --encoder $(firstword $(ENCODERS))
 
 # The fast path off: fp32, batches in random order (no length bucketing), nn.Dropout. Each parity run is compared with
 # the fast-path seeds of the same configuration, and paired with the one of its own seed (reports/profile.md). The best

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, fake_run
 from mtlib import install
+from mtlib.config import Config
 from mtlib.data import collate, encode, load_task
 from mtlib.encoders import EncoderError, Parts, weights_sha256
 from mtlib.install import assemble
@@ -228,3 +229,24 @@ def test_mpnet_resume_after_an_interruption_is_bit_identical(tiny_config, tiny_m
     assert resumed["resumed"] and [s["history"] for s in resumed["stages"]] == [s["history"] for s in reference["stages"]]
     preds = sorted((tmp_path / "reference" / "predictions").iterdir())
     assert [p.read_text() for p in preds] == [(tmp_path / "crashed" / "predictions" / p.name).read_text() for p in preds]
+
+
+def test_the_encoder_cost_projection_scales_training_steps_and_the_rest_apart(tmp_path):
+    """benchmarks/encoder_cost.py: a quiet MiniLM run of 07's best row, split into its training steps (the stage's
+    wall time less its evaluation, checkpoint and log seconds) and the rest; a shared or resumed run is left out."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("encoder_cost", ROOT / "benchmarks" / "encoder_cost.py")
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+    stage = {"name": "multitask", "wall_s": 1000.0, "seconds": {"eval": 40.0, "checkpoint": 8.0, "log": 2.0}}
+    config = {"profile": "cpu", "dropout": 0, "lr": 5e-5, "batch_size": 16, "epochs": 1, "steps_per_epoch": 700}
+    for seed, cpu_s, resumed in ((0, 2300.0, False), (1, 1200.0, False), (2, 2300.0, True)):
+        fake_run(tmp_path / f"07_beyond/best/seed{seed}", wall_s=1200.0, cpu_s=cpu_s, threads=2,
+                 resumed=resumed, stages=[stage], config={**config, "seed": seed})
+    found = cost.projection(tmp_path, 5.0, 7.0)
+    assert found[0][:4] == (0, 1200.0, 950.0, 950.0 * 5 + 250.0 * 7) and len(found) == 1   # seed 0 alone (no step log)
+    text = cost.markdown("all-mpnet-base-v2", {"all-MiniLM-L6-v2": 1.0, "all-mpnet-base-v2": 5.0},
+                         {"all-MiniLM-L6-v2": 2.0, "all-mpnet-base-v2": 14.0}, Config(profile="cpu"), "dev-fp32-2t",
+                         cost.projection(tmp_path, 5.0, 7.0), 2, 3)
+    assert "**A training step takes 5.00x as long, inference 7.00x.**" in text
+    assert f"about {(950 * 5 + 250 * 7) / 60:.0f} min, projected** (median over 1 seed(s))" in text
