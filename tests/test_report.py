@@ -168,6 +168,8 @@ def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(t
     assert "| Baseline | 0.520 |" in mpnet and "0.410" not in mpnet
     frame = pd.read_csv(tmp_path / "runs.csv")
     assert set(frame.device) == {"xeon-bf16-2t", "epyc-fp32-2t"}
+    mp = frame[frame.folder.str.contains("xeon-bf16-2t\\+mpnet", regex=True)]
+    assert sorted(zip(mp.label, mp.row)) == [("01_baseline", "baseline"), ("07_beyond", "best")]
     assert chosen_among(tmp_path / "runs/xeon-bf16-2t") == 3 and chosen_among(tmp_path / "runs/xeon-bf16-2t+mpnet") == 1
 
 

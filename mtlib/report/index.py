@@ -52,7 +52,9 @@ def row(key: str, folder: Path, m: dict, root: Path) -> dict:
     threads = m.get("threads") or 2
     rec = record(folder) or {}
     return {
-        "device": key.partition("+")[0], "label": rel[0],     # <device key>+<encoder>: the encoder has its column "row": "/".join(p for i, p in enumerate(rel[1:], 1) if i != seed_at),
+        # a folder <device key>+<encoder> (another encoder's runs): the device here, the encoder in its own column
+        "device": key.partition("+")[0], "label": rel[0],
+        "row": "/".join(p for i, p in enumerate(rel[1:], 1) if i != seed_at),
         "seed": config.get("seed"), "folder": _shown(folder),
         "changed": " ".join(f"{k}={v}" for k, v in config.items() if k not in NOT_CHANGES and v != defaults.get(k)
                             and not (k == "select" and one_epoch(config))),    # one epoch a stage: nothing to select
