@@ -93,9 +93,10 @@ tables: setup  ## every device's results page, reports/runs.csv and the README's
 # one goes on). SEEDS given on the command line (make explore SEEDS="0") replaces every line's seeds.
 GRID ?= reports/explore-07.txt
 STORE ?= reports/runs
+# ENCODER=all-mpnet-base-v2 GRID=reports/explore-07-mpnet.txt: that encoder's grid, into <device key>+all-mpnet-base-v2/.
 explore: setup  ## 07's exploration grid (reports/explore-07.txt) -> reports/runs/<device key>/07_explore/ (resumes)
 	$(PY) -m mtlib explore --grid "$(GRID)" --profile $(PROFILE) --store "$(STORE)" $(CLUSTER) \
-	  $(if $(filter command line environment,$(origin SEEDS)),--seeds $(SEEDS))
+	  $(if $(ENCODER),--encoder $(ENCODER)) $(if $(filter command line environment,$(origin SEEDS)),--seeds $(SEEDS))
 
 sweep: setup  ## dev-only learning-rate sweep of the CS rung -> reports/lr-sweep.md (resumes an interrupted sweep)
 	$(PY) -m mtlib sweep
