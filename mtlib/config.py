@@ -108,7 +108,8 @@ class Config:
     bucket_tasks: str = "sst,para,sts"     # the tasks whose training batches are bucketed (with bucket=true)
     dropout_impl: str = "fast"             # fast: 15-bit-mask dropout on CPU (models.FastDropout); torch: nn.Dropout
     noise_batches: int = 0                 # after training, each task's gradient on this many batches (an even number):
-                                           # 02's noise floor -> <out_dir>/gradient_noise.json (train.gradient_cosines)
+                                           # 02's noise floor -> <out_dir>/gradient_noise.json (train.gradient_cosines;
+                                           # at most one pass of the smallest train set: no batch shares a row)
     checkpoint_every: int = 250            # steps between resume checkpoints (and at every epoch end); 0: epochs only
     resume: bool = False                   # go on from the resume checkpoint in out_dir
     max_bad_fraction: float = 0.001

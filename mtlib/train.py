@@ -223,6 +223,9 @@ def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]],
     shared = model.shared_parameters()
     samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [seed, 1000 + i], bucket=cfg.bucketed(t), pool=cfg.bucket_pool)
                 for i, t in enumerate(data)}
+    # at most one pass of each sampler, so that no two rounds share a row (a small train set, such as the smoke
+    # profile's, would cycle and pair overlapping batches): rounds = the fewest batches of a pass, made even
+    n_batches = min(n_batches, *(len(s.batches) for s in samplers.values())) // 2 * 2
     tasks, rows, previous = list(data), [], {}
 
     def row(r1: int, r2: int, a: str, b: str, g1: torch.Tensor, g2: torch.Tensor) -> dict:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtlib.config import Config
 from mtlib.data import TASKS
 from mtlib.models import build_model
 from mtlib.pipelines import run
@@ -221,6 +222,18 @@ def test_a_run_measures_its_noise_floor_on_disjoint_pairs_of_batches(tiny_config
     assert all(-1.0 <= r["cosine"] <= 1.0 for r in rows) and len({round(r["cosine"], 6) for r in rows}) == len(rows)
     run(tiny_config, combine="pcgrad", resume=False)
     assert not noise.exists()
+
+
+def test_the_noise_floor_takes_at_most_one_pass_of_the_smallest_train_set(tiny_config):
+    """More rounds than the smallest train set has batches would cycle and pair overlapping batches: the rounds stop
+    at one pass of it (made even), so that no two batches of a task share a row."""
+    from mtlib.pipelines import load_splits
+    splits = load_splits(Config(**{k: v for k, v in tiny_config.items() if k != "out_dir"}))
+    one_pass = min(-(-len(s["train"]) // tiny_config["batch_size"]) for s in splits.values()) // 2 * 2
+    run(tiny_config, combine="pcgrad", noise_batches=one_pass + 40)
+    rows = json.loads((Path(tiny_config["out_dir"]) / "gradient_noise.json").read_text())
+    assert 2 <= one_pass and max(r["round_b"] for r in rows) == one_pass - 1
+    assert len([r for r in rows if r["task_a"] == r["task_b"] == "sst"]) == one_pass // 2
 
 
 def test_noise_batches_must_be_even():
