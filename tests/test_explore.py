@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -133,7 +132,7 @@ def test_make_explore_trains_each_unit_once_then_loads_it(tmp_path):
     metrics.json with the line's changes; a second `make explore` trains nothing again. (One unit: reading several
     lines and seeds is parse_grid's and select's, tested above without training.)"""
     grid = tmp_path / "grid.txt"
-    grid.write_text("# one row, one seed\nschedule=linear warmup=0.2  seeds=0\n")
+    grid.write_text("# one row, one seed, two steps\nschedule=linear warmup=0.2 epochs=1 steps_per_epoch=2  seeds=0\n")
     store = tmp_path / "store"
 
     def make_explore():
@@ -148,7 +147,8 @@ def test_make_explore_trains_each_unit_once_then_loads_it(tmp_path):
     runs = list(store.glob("*/07_explore/*/seed0/metrics.json"))
     assert len({p.parts[-5] for p in runs}) == 1, runs                        # one device key: this machine's
     key = runs[0].parts[-5]
-    expected = {"schedule-linear+warmup-0.2": {"schedule": "linear", "warmup": 0.2}}
+    expected = {"schedule-linear+warmup-0.2+epochs-1+steps_per_epoch-2": {"schedule": "linear", "warmup": 0.2,
+                                                                           "epochs": 1, "steps_per_epoch": 2}}
     mtimes = {}
     for folder, changes in expected.items():
         path = store / key / "07_explore" / folder / "seed0" / "metrics.json"
