@@ -14,8 +14,9 @@ PROFILE ?= cpu
 SEEDS ?= 0 1 2
 # the run store: make report trains into $(STORE)/<this machine's device key>/, so no row or claim mixes devices
 STORE ?= reports/runs
-# pytest-xdist workers for make test, one torch thread each (conftest.py); --dist loadfile keeps a notebook's cells in
-# one kernel. 0 runs the suite in this process, as plain `pytest --nbval-lax` does.
+# pytest-xdist workers for make test, one torch thread each (conftest.py); --dist loadgroup spreads the tests over them
+# but keeps a notebook's cells in one kernel, in order (conftest.py groups them). 0 runs the suite in this process, as
+# plain `pytest --nbval-lax` does.
 TEST_WORKERS ?= 2
 # make report / make explore on Ray (docs/cluster.md): WORKERS=N units at once on each device (1/N of its cores or of
 # its GPU each; 1, the default, runs them in this process one by one, without Ray), RAY_ADDRESS=<a Ray cluster>
@@ -62,12 +63,12 @@ run-novel: setup  ## the report's best pipeline (novel, no dropout), CPU profile
 	$(PY) -m mtlib run pipeline=novel profile=$(PROFILE) dropout=0 seed=0 out_dir=runs/novel
 
 test: setup  ## unit tests + every notebook under nbval (smoke profile), on TEST_WORKERS processes
-	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q -n $(TEST_WORKERS) --dist loadfile
+	MTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q -n $(TEST_WORKERS) --dist loadgroup
 
 # test-fast: what is not marked slow (pyproject.toml's markers): no notebook under nbval, no training subprocess, no
 # papermill, no JupyterLab; under 90 s on 2 cores. make test (CI) still runs everything.
 test-fast: setup  ## the unit tests not marked slow: about a minute
-	MTLIB_PROFILE=smoke $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	MTLIB_PROFILE=smoke $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 # lab: as root (a container, CI) Jupyter refuses to start without --allow-root. LAB_ARGS: more server options.
 lab: setup  ## JupyterLab at the repository root: the project's kernel and data folder as for make run

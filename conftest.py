@@ -8,6 +8,8 @@ Anything already set in the environment wins (`MTLIB_PROFILE=cpu pytest --nbval-
 import os
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent
 SHARED_DATA = Path(os.environ.get("MTLIB_DATA_DIR") or ROOT.parent / "shared" / "data" / "cs224n")
 
@@ -25,11 +27,32 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.hookimpl(tryfirst=True)        # before pytest-xdist reads the groups (--dist loadgroup, `make test`)
 def pytest_collection_modifyitems(config, items):
     """Every notebook cell nbval collects is `slow` (each notebook trains on the smoke profile in its own kernel):
-    `make test-fast` (-m "not slow") leaves them out, `make test` runs them."""
-    import pytest
-    slow = pytest.mark.slow
+    `make test-fast` (-m "not slow") leaves them out, `make test` runs them. The tests of a module that use a
+    module-scoped fixture (a local Ray, a store read once) form one xdist group: under `--dist loadgroup` they run
+    on one worker, and the fixture is built once."""
     for item in items:
         if item.path.suffix == ".ipynb":
-            item.add_marker(slow)
+            item.add_marker(pytest.mark.slow)
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is not None and any(d.scope == "module" for defs in fixtures.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
+@pytest.hookimpl(optionalhook=True)   # pytest-xdist's hook: absent without it (plain `pytest --nbval-lax`)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` (`make test`) with one more group: a notebook's cells, which share one kernel and must run
+    in order on one worker. Every other test goes to whichever worker is free, apart from the groups above, which
+    evens the two workers' loads where whole files (`--dist loadfile`) left one idle while the other ran a long file.
+    Hand-written because nbval's cells cannot carry an xdist_group mark (their node ids are fixed)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class NotebookGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(".ipynb") else super()._split_scope(nodeid)
+    return NotebookGroups(config, log)

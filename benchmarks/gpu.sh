@@ -44,7 +44,7 @@ fi
 {
   echo "paper05 $R --store reports/runs-paper --set encoder=$ENC --profile paper --only 05_novel-no-dropout --seeds 0"
   # the image lacks cvxpy and clarabel (CAGrad's solvers, too large to carry): their tests are left out
-  echo "tests $PY -m pytest -q -rfE -n $TESTW --dist loadfile -p no:cacheprovider --nbval-lax tests notebooks --ignore tests/test_lab.py -k not(cagrad) --deselect tests/test_config.py::test_combine_options_are_validated_for_the_chosen_method --deselect tests/test_surgery.py::test_options_have_paper_defaults_and_can_be_set --deselect tests/test_surgery.py::test_gram_is_fp64_from_fp64_inputs_so_fp16_cannot_overflow"
+  echo "tests $PY -m pytest -q -rfE -n $TESTW --dist loadgroup -p no:cacheprovider --nbval-lax tests notebooks --ignore tests/test_lab.py -k not(cagrad) --deselect tests/test_config.py::test_combine_options_are_validated_for_the_chosen_method --deselect tests/test_surgery.py::test_options_have_paper_defaults_and_can_be_set --deselect tests/test_surgery.py::test_gram_is_fp64_from_fp64_inputs_so_fp16_cannot_overflow"
   # 02's mean-reduction runs (claim f), the same config as the notebook's (02's sum runs are in reports/runs/$KEY;
   # execute the notebook here after: python -m mtlib report --execute --only 02_gradient_surgery ...)
   for s in 0 1 2; do echo "opt-gsmean-$s $PY -m mtlib run pipeline=multitask combine=pcgrad reduction=mean sts_head=mlp dropout=0.1 profile=cpu precision=fp32 encoder=$ENC seed=$s progress=false resume=true out_dir=reports/runs/$KEY/02_gradient_surgery/seed$s/pcgrad_mean"; done
