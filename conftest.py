@@ -27,32 +27,34 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-@pytest.hookimpl(tryfirst=True)        # before pytest-xdist reads the groups (--dist loadgroup, `make test`)
 def pytest_collection_modifyitems(config, items):
     """Every notebook cell nbval collects is `slow` (each notebook trains on the smoke profile in its own kernel):
-    `make test-fast` (-m "not slow") leaves them out, `make test` runs them. The tests of a module that use a
-    module-scoped fixture (a local Ray, a store read once) form one xdist group: under `--dist loadgroup` they run
-    on one worker, and the fixture is built once."""
+    `make test-fast` (-m "not slow") leaves them out, `make test` runs them."""
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures is not None and any(d.scope == "module" for defs in fixtures.name2fixturedefs.values() for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @pytest.hookimpl(optionalhook=True)   # pytest-xdist's hook: absent without it (plain `pytest --nbval-lax`)
 def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadgroup` (`make test`) with one more group: a notebook's cells, which share one kernel and must run
-    in order on one worker. Every other test goes to whichever worker is free, apart from the groups above, which
-    evens the two workers' loads where whole files (`--dist loadfile`) left one idle while the other ran a long file.
-    Hand-written because nbval's cells cannot carry an xdist_group mark (their node ids are fixed)."""
+    """`make test`'s `--dist loadgroup`, grouped here: a notebook's cells (they share one kernel and run in order) and
+    the tests of a module that declares a module-scoped fixture (a local Ray, a store read once: built once) each go
+    to one worker; every other test goes to whichever worker is free. That evens the two workers' loads, where whole
+    files (`--dist loadfile`) left one idle while the other ran a long file. Hand-written because xdist_group marks
+    do not reach pytest 9's node ids (pytest-xdist 3.8 still sets the old `_nodeid`)."""
     if config.getvalue("dist") != "loadgroup":
         return None
+    from functools import cache
+
     from xdist.scheduler import LoadGroupScheduling
 
-    class NotebookGroups(LoadGroupScheduling):
+    @cache
+    def whole(path: str) -> bool:
+        file = config.rootpath / path
+        return path.endswith(".ipynb") or (file.suffix == ".py" and 'scope="module"' in file.read_text(encoding="utf-8"))
+
+    class Groups(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return path if path.endswith(".ipynb") else super()._split_scope(nodeid)
-    return NotebookGroups(config, log)
+            return path if whole(path) else nodeid
+    return Groups(config, log)
