@@ -64,9 +64,10 @@ def execute(profile: str | None = None, only: list[str] | None = None, store: st
                           "(e.g. 04_cs_gs-no-dropout's dropout); run those labels without it")
     config = {**common, **({"profile": profile} if profile else {})}
     start = time.time()
+    # this machine's store folder: its device key, +<encoder> for another encoder (Ray's workers find their own)
+    key = store_key(device_key(pick_device(Config.from_dict(config))), config.get("encoder"))
     if print_commands or workers > 1 or address:
         if print_commands:
-            key = store_key(device_key(pick_device(Config.from_dict(config))), config.get("encoder"))
             found = units(profile, only, store, seeds, common, key, expand=True)
             print_units(found, str(store), key, last)
             return 0.0
@@ -75,10 +76,9 @@ def execute(profile: str | None = None, only: list[str] | None = None, store: st
             cluster.run(units(profile, only, store, seeds, common, cluster.key, expand=True), repo_path(store),
                         shared_fs)
         return time.time() - start
-    key = store_key(device_key(pick_device(Config.from_dict(config))), config.get("encoder"))
     here = Path(store) / key                       # relative paths are taken from the repository root
     repo_path(here / "notebooks").mkdir(parents=True, exist_ok=True)
-    print(f"device key {key}: runs, notebooks and figures go to {here}/", flush=True)   # <device>+<encoder>: store_key
+    print(f"device key {key}: runs, notebooks and figures go to {here}/", flush=True)
     with tempfile.TemporaryDirectory(prefix="mtlib-report-") as scratch:   # other seeds' copies and figures
         for unit in units(profile, only, store, seeds, common, key, scratch=scratch):
             unit.call()

@@ -158,6 +158,7 @@ def explore(grid: str | Path = GRID, profile: str = "cpu", seeds: list[int] | No
     """Run (or, with print_commands, print) every unit of the grid; the metrics of each run (none when printing;
     with Ray, whose units run in their own processes, each unit's {name, status, key, attempt})."""
     selected = select(read_grid(grid), only, seeds)
+    chosen = {"encoder": encoder} if encoder else {}         # every unit's encoder, where not the default
     root = Path(store) if store is not None else ROOT / STORE
     if profile == "smoke" and root.resolve() == (ROOT / STORE).resolve():
         raise GridError(f"profile=smoke would replace the committed cpu-profile runs in {STORE}/; "
@@ -172,7 +173,7 @@ def explore(grid: str | Path = GRID, profile: str = "cpu", seeds: list[int] | No
             print_units(found, shown(root.resolve()) if root.is_absolute() else str(root), key or this_device(profile, encoder))
             return []
         from .cluster import Cluster
-        with Cluster(workers, address, {"profile": profile, **({"encoder": encoder} if encoder else {})}) as cluster:
+        with Cluster(workers, address, {"profile": profile, **chosen}) as cluster:
             return cluster.run(found, root, shared_fs)
     key = key or this_device(profile, encoder)
     results = []
