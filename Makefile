@@ -16,8 +16,9 @@ SEEDS ?= 0 1 2
 STORE ?= reports/runs
 # pytest-xdist workers for make test, one torch thread each (conftest.py); --dist loadgroup spreads the tests over them
 # but keeps a notebook's cells in one kernel, in order (conftest.py groups them). 0 runs the suite in this process, as
-# plain `pytest --nbval-lax` does.
-TEST_WORKERS ?= 2
+# plain `pytest --nbval-lax` does. 3 on 2 cores: a third worker uses the core that a test waiting on a subprocess, a
+# server, Ray's start or a deadline leaves idle (quiet 2-core AMD EPYC, the suite alone: 7:54 with 2 workers, 6:22 with 3).
+TEST_WORKERS ?= 3
 # make report / make explore on Ray (docs/cluster.md): WORKERS=N units at once on each device (1/N of its cores or of
 # its GPU each; 1, the default, runs them in this process one by one, without Ray), RAY_ADDRESS=<a Ray cluster>
 # to run them there, NO_SHARED_FS=1 where the cluster's nodes share no file system.

@@ -5,6 +5,7 @@ kernels started by nbval or papermill inherit the environment set here: the seco
 CS224N files ($MTLIB_DATA_DIR, else ../shared/data/cs224n beside the repository, as in CI) and no hub look-ups.
 Anything already set in the environment wins (`MTLIB_PROFILE=cpu pytest --nbval-lax notebooks/...`).
 """
+import functools
 import os
 from pathlib import Path
 
@@ -29,32 +30,37 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 def pytest_collection_modifyitems(config, items):
     """Every notebook cell nbval collects is `slow` (each notebook trains on the smoke profile in its own kernel):
-    `make test-fast` (-m "not slow") leaves them out, `make test` runs them."""
+    `make test-fast` (-m "not slow") leaves them out, `make test` runs them. Then the order, longest first."""
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
+    # Longest first, for `make test`'s workers: the files that run as one group (`whole`) and hold a slow test (a
+    # notebook, the Ray module), then the other files with a slow test, then the hundreds of short tests, which even
+    # out the two workers' ends. Whole files, in their own order: a module fixture is built once.
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (0 if item.path in slow and whole(item.path) else 1 if item.path in slow else 2))
+
+
+@functools.cache
+def whole(path: Path) -> bool:
+    """Whether `path`'s tests run in order on one worker: a notebook's cells (one kernel), or a module that declares a
+    module-scoped fixture (a local Ray, a store read once), which is then built once."""
+    return path.suffix == ".ipynb" or (path.suffix == ".py" and 'scope="module"' in path.read_text(encoding="utf-8"))
 
 
 @pytest.hookimpl(optionalhook=True)   # pytest-xdist's hook: absent without it (plain `pytest --nbval-lax`)
 def pytest_xdist_make_scheduler(config, log):
-    """`make test`'s `--dist loadgroup`, grouped here: a notebook's cells (they share one kernel and run in order) and
-    the tests of a module that declares a module-scoped fixture (a local Ray, a store read once: built once) each go
-    to one worker; every other test goes to whichever worker is free. That evens the two workers' loads, where whole
+    """`make test`'s `--dist loadgroup`, grouped here: the tests of a `whole` file each go to one worker, in order;
+    every other test goes to whichever worker is free. That evens the two workers' loads, where whole
     files (`--dist loadfile`) left one idle while the other ran a long file. Hand-written because xdist_group marks
     do not reach pytest 9's node ids (pytest-xdist 3.8 still sets the old `_nodeid`)."""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from functools import cache
-
     from xdist.scheduler import LoadGroupScheduling
 
-    @cache
-    def whole(path: str) -> bool:
-        file = config.rootpath / path
-        return path.endswith(".ipynb") or (file.suffix == ".py" and 'scope="module"' in file.read_text(encoding="utf-8"))
 
     class Groups(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return path if whole(path) else nodeid
+            return path if whole(config.rootpath / path) else nodeid
     return Groups(config, log)

@@ -226,23 +226,24 @@ def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]],
     # at most one pass of each sampler, so that no two rounds share a row (a small train set, such as the smoke
     # profile's, would cycle and pair overlapping batches): rounds = the fewest batches of a pass, made even
     n_batches = min(n_batches, *(len(s.batches) for s in samplers.values())) // 2 * 2
-    tasks, rows, previous = list(data), [], {}
-
-    def row(r1: int, r2: int, a: str, b: str, g1: torch.Tensor, g2: torch.Tensor) -> dict:
-        return {"round": r1, "round_b": r2, "task_a": a, "task_b": b,
-                "cosine": float(g1 @ g2 / (g1.norm() * g2.norm()).clamp_min(1e-30))}
+    tasks, rows, previous = list(data), [], []
     for r in range(n_batches):
-        grads = {}
+        grads = []
         for task in tasks:
             batch = {k: v.to(device) for k, v in collate(data[task]["train"], next(samplers[task])).items()}
             with training_attention(device), torch.autocast(device.type, dtype=torch.bfloat16,
                                                              enabled=use_bf16(cfg, device)):
                 loss = model.loss(task, model(task, batch), batch["labels"])
             g = torch.autograd.grad(loss, shared, allow_unused=True)
-            grads[task] = torch.cat([(torch.zeros_like(p) if x is None else x.to_dense() if x.is_sparse else x)
-                                     .flatten().double() for x, p in zip(g, shared)])
-        rows += [row(r, r, a, b, grads[a], grads[b]) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
-        rows += [row(r - 1, r, t, t, previous[t], grads[t]) for t in tasks] if r % 2 else []
+            grads.append([torch.zeros_like(p) if x is None else x.to_dense() if x.is_sparse else x for x, p in zip(g, shared)])
+        # one Gram matrix of this round's task gradients (after them, on an odd round, the previous round's), built
+        # parameter by parameter in fp64 (surgery.gram_matrix): no flat copy of the encoder's gradient per task
+        both, n = grads + (previous if r % 2 else []), len(tasks)
+        gram = surgery.gram_matrix([torch.stack([g[k].flatten() for g in both]) for k in range(len(shared))])
+        cos = gram / gram.diagonal().sqrt().outer(gram.diagonal().sqrt()).clamp_min(1e-30)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)] + ([(n + i, i) for i in range(n)] if r % 2 else [])
+        rows += [{"round": r - (i >= n), "round_b": r - (j >= n), "task_a": tasks[i % n], "task_b": tasks[j % n],
+                  "cosine": float(cos[i, j])} for i, j in pairs]
         previous = grads
     return rows
 

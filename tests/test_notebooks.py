@@ -199,14 +199,35 @@ def test_a_data_folder_beside_the_repository_shows_relative_when_it_is_a_symboli
     assert notebook.shown(tmp_path / "elsewhere" / "other") == str(tmp_path / "elsewhere" / "other")
 
 
-@pytest.mark.slow
+def run_injected(path, parameters: dict) -> dict:
+    """A notebook's code cells run in this process, in order, after papermill's own injection
+    (`papermill.parameterize`), each source appended to `In` as a kernel's history is: what papermill's kernel runs,
+    without the seconds of starting one. Stops at the first error, as papermill does; returns the namespace."""
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+    nb = parameterize_notebook(load_notebook_node(str(path)), parameters)
+    namespace: dict = {"In": [], "__name__": "__main__"}
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        namespace["In"].append(cell.source)
+        exec(compile(cell.source, str(path), "exec"), namespace)
+    return namespace
+
+
 @pytest.mark.parametrize("path", RUNGS, ids=lambda p: p.stem)
-def test_papermill_rejects_an_unknown_parameter(tmp_path, path):
+def test_an_injected_unknown_parameter_stops_a_rung_before_it_trains(tmp_path, path):
+    with pytest.raises(ConfigError, match="unknown parameter.*dropuot"):
+        run_injected(path, {"dropuot": 0, "out_dir": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()                 # stopped before any training
+
+
+@pytest.mark.slow
+def test_papermill_rejects_an_unknown_parameter_in_a_kernel(tmp_path):
+    """The same through papermill and a kernel, once: the error reaches papermill as the cell's failure."""
     import papermill as pm
     with pytest.raises(pm.PapermillExecutionError, match="unknown parameter.*dropuot"):
-        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"),
+        pm.execute_notebook(str(RUNGS[0]), str(tmp_path / "out.ipynb"),
                             parameters={"dropuot": 0, "out_dir": str(tmp_path / "run")}, progress_bar=False)
-    assert not (tmp_path / "run").exists()                 # stopped before any training
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
