@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
     # Longest first, for `make test`'s workers: the files that run as one group (`whole`) and hold a slow test (a
     # notebook, the Ray module), then the other files with a slow test, then the hundreds of short tests, which even
-    # out the two workers' ends. Whole files, in their own order: a module fixture is built once.
+    # out the workers' ends. Whole files, in their own order: a module fixture is built once.
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: (0 if item.path in slow and whole(item.path) else 1 if item.path in slow else 2))
 
@@ -51,13 +51,12 @@ def whole(path: Path) -> bool:
 @pytest.hookimpl(optionalhook=True)   # pytest-xdist's hook: absent without it (plain `pytest --nbval-lax`)
 def pytest_xdist_make_scheduler(config, log):
     """`make test`'s `--dist loadgroup`, grouped here: the tests of a `whole` file each go to one worker, in order;
-    every other test goes to whichever worker is free. That evens the two workers' loads, where whole
-    files (`--dist loadfile`) left one idle while the other ran a long file. Hand-written because xdist_group marks
+    every other test goes to whichever worker is free. That evens the workers' loads, where whole files
+    (`--dist loadfile`) left one idle while another ran a long file. Hand-written because xdist_group marks
     do not reach pytest 9's node ids (pytest-xdist 3.8 still sets the old `_nodeid`)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
-
 
     class Groups(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:

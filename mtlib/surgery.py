@@ -72,9 +72,14 @@ def _floor(gram: torch.Tensor, eps: float) -> float:
     return max(eps ** 2 * gram.diagonal().max().item(), torch.finfo(gram.dtype).tiny)
 
 
-def gram_stats(gram: torch.Tensor, coef: torch.Tensor, w: torch.Tensor, projections: int, eps: float) -> SurgeryStats:
+def cosines(gram: torch.Tensor, floor: float = 1e-30) -> torch.Tensor:
+    """T x T cosines of the gradients behind a Gram matrix; a product of two norms below `floor` counts as `floor`."""
     norm = gram.diagonal().clamp_min(0).sqrt()
-    cosine = gram / (norm[:, None] * norm[None, :]).clamp_min(_floor(gram, eps))
+    return gram / norm.outer(norm).clamp_min(floor)
+
+
+def gram_stats(gram: torch.Tensor, coef: torch.Tensor, w: torch.Tensor, projections: int, eps: float) -> SurgeryStats:
+    norm, cosine = gram.diagonal().clamp_min(0).sqrt(), cosines(gram, _floor(gram, eps))
     after = torch.einsum("it,ts,is->i", coef, gram, coef).clamp_min(0).sqrt()
     conflicts = int((gram.triu(1) < 0).sum())
     combined = (w @ gram @ w).clamp_min(0).sqrt().item()

@@ -223,8 +223,7 @@ def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]],
     shared = model.shared_parameters()
     samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [seed, 1000 + i], bucket=cfg.bucketed(t), pool=cfg.bucket_pool)
                 for i, t in enumerate(data)}
-    # at most one pass of each sampler, so that no two rounds share a row (a small train set, such as the smoke
-    # profile's, would cycle and pair overlapping batches): rounds = the fewest batches of a pass, made even
+    # rounds: at most one pass of each sampler, made even (a small train set would cycle and pair overlapping batches)
     n_batches = min(n_batches, *(len(s.batches) for s in samplers.values())) // 2 * 2
     tasks, rows, previous = list(data), [], []
     for r in range(n_batches):
@@ -236,11 +235,9 @@ def gradient_cosines(model: MultitaskModel, data: dict[str, dict[str, Encoded]],
                 loss = model.loss(task, model(task, batch), batch["labels"])
             g = torch.autograd.grad(loss, shared, allow_unused=True)
             grads.append([torch.zeros_like(p) if x is None else x.to_dense() if x.is_sparse else x for x, p in zip(g, shared)])
-        # one Gram matrix of this round's task gradients (after them, on an odd round, the previous round's), built
-        # parameter by parameter in fp64 (surgery.gram_matrix): no flat copy of the encoder's gradient per task
+        # one fp64 Gram matrix, parameter by parameter, of this round's gradients (and, on odd rounds, the previous)
         both, n = grads + (previous if r % 2 else []), len(tasks)
-        gram = surgery.gram_matrix([torch.stack([g[k].flatten() for g in both]) for k in range(len(shared))])
-        cos = gram / gram.diagonal().sqrt().outer(gram.diagonal().sqrt()).clamp_min(1e-30)
+        cos = surgery.cosines(surgery.gram_matrix([torch.stack([g[k].flatten() for g in both]) for k in range(len(shared))]))
         pairs = [(i, j) for i in range(n) for j in range(i + 1, n)] + ([(n + i, i) for i in range(n)] if r % 2 else [])
         rows += [{"round": r - (i >= n), "round_b": r - (j >= n), "task_a": tasks[i % n], "task_b": tasks[j % n],
                   "cosine": float(cos[i, j])} for i, j in pairs]

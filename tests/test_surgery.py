@@ -219,6 +219,19 @@ def test_gram_in_chunks_equals_one_product(monkeypatch):
     torch.testing.assert_close(whole, g.double() @ g.double().T, rtol=1e-12, atol=1e-12)
 
 
+def test_cosines_from_column_blocks_are_the_flat_gradients_cosines():
+    """02's noise floor: a Gram matrix built parameter by parameter gives the cosines of the concatenated gradients,
+    by hand for (1, 0), (0, 1), (1, 1) and (0, 0) (a zero gradient: cosine 0, not nan), and on random blocks."""
+    g = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    cos = surgery.cosines(gram_matrix([g[:, :1], g[:, 1:]]))
+    h = 2 ** -0.5
+    assert torch.allclose(cos, torch.tensor([[1, 0, h, 0], [0, 1, h, 0], [h, h, 1, 0], [0, 0, 0, 0]], dtype=torch.float64))
+    blocks = [torch.randn(3, n, generator=torch.Generator().manual_seed(n)) for n in (5, 7000, 1)]
+    flat = torch.cat(blocks, dim=1).double()
+    expected = flat @ flat.T / flat.norm(dim=1).outer(flat.norm(dim=1))
+    assert torch.allclose(surgery.cosines(gram_matrix(blocks)), expected, atol=1e-12)
+
+
 def test_pcgrad_clamp_is_relative_to_the_gradients_scale():
     """|g_2|^2 = 2e-14 is tiny, but g_2 is a valid gradient: the projection of g_1 must be complete."""
     g = torch.tensor([[1.0, 0], [-1e-7, 1e-7]], dtype=torch.float64)
