@@ -1,5 +1,6 @@
 """results.md from seeds: mean ± std, paired claims with t-intervals and verdicts."""
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,8 @@ from mtlib import store
 from mtlib.evaluate import ConstantPredictionWarning, score
 from mtlib.notebook import shown
 from mtlib.report.execute import execute, main
-from mtlib.report.paper import SINGLE, TASK_PAIRS
+from mtlib.data import load_split
+from mtlib.report.paper import EQUAL_COMPUTE, MULTITASK_PASS, PLAN, SINGLE, TASK_PAIRS, fitted_epochs
 from mtlib.report.runs import ablation_runs, log_path, method_folder, method_runs
 from mtlib.report.stats import interval, verdict
 from mtlib.report.tables import (finding, merges_markdown, pcgrad_conclusion, pcgrad_findings, results_markdown,
@@ -383,12 +385,15 @@ def test_execute_gives_the_equal_compute_row_this_devices_fixed_steps_or_skips_i
     only = ["04_cs_gs-no-dropout-equal-data", "04_cs_gs-no-dropout-equal-compute"]
     monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {})
     execute("cpu", only, tmp_path / "rep", (0, 1))
-    assert [c["steps_per_epoch"] for c in calls] == [1237, 1237]                 # equal data only, each seed
+    assert [(c["epochs"], c["steps_per_epoch"]) for c in calls] == [(2, 619)] * 2  # equal data only, each seed
     err = capsys.readouterr().err
     assert err.count("skipped 04_cs_gs-no-dropout-equal-compute: no equal-compute step count is fixed for") == 1
     monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {store.here(): (999, (0,))})
     execute("cpu", only, tmp_path / "rep", (0,))
-    assert [c["steps_per_epoch"] for c in calls[2:]] == [1237, 999] and calls[-1]["epochs"] == 1
+    assert [(c["epochs"], c["steps_per_epoch"]) for c in calls[2:]] == [(2, 619), (1, 999)]
+    monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {store.here(): (1434, (0,))})
+    execute("cpu", only[1:], tmp_path / "rep", (0,))             # past one pass: split into epochs that fit
+    assert (calls[-1]["epochs"], calls[-1]["steps_per_epoch"]) == (2, 717)
     calls.clear()
     execute("smoke", only, tmp_path / "rep", (0,))                              # cpu-profile step counts
     assert not calls and "this is the smoke profile" in capsys.readouterr().err
@@ -407,3 +412,25 @@ def test_a_rungs_dir_parameter_names_another_rungs_run_in_the_same_store(tmp_pat
     monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: calls.append(parameters))
     execute("smoke", ["02_gradient_surgery"], tmp_path / "rep", (1,))
     assert calls[0]["baseline_dir"] == str(tmp_path / "rep" / store.here() / "01_baseline/seed1/baseline")
+
+
+@pytest.mark.parametrize("steps, fitted", [(700, (1, 700)), (1013, (1, 1013)), (1014, (2, 507)), (1237, (2, 619)),
+                                           (2026, (2, 1013)), (2027, (3, 676))])
+def test_fitted_epochs_are_the_fewest_equal_epochs_within_one_pass(steps, fitted):
+    got = fitted_epochs(steps, pass_steps=1013)
+    assert (got["epochs"], got["steps_per_epoch"]) == fitted
+    assert steps <= got["epochs"] * got["steps_per_epoch"] < steps + got["epochs"]
+
+
+@pytest.mark.filterwarnings("ignore::mtlib.data.DataWarning")             # its one broken row, named by line
+def test_every_planned_multitask_epoch_fits_in_one_pass_over_the_data():
+    """An epoch is capped at one pass over the largest train set, so a longer `steps_per_epoch` trains fewer steps
+    than planned, silently (the first equal-data runs did: 1,013 of 1,237). The pass is recounted from the data."""
+    from mtlib.config import PROFILES
+    quora = load_split("para", "train")
+    assert math.ceil(len(quora.labels) / PROFILES["cpu"]["batch_size"]) == MULTITASK_PASS
+    planned = [(label, {**PROFILES["cpu"], **p}) for _, p, label in PLAN if label.startswith(("01", "03", "04"))]
+    planned += [(key, {**PROFILES["cpu"], **fitted_epochs(steps)}) for key, (steps, _) in EQUAL_COMPUTE.items()]
+    for label, p in planned:
+        if p["steps_per_epoch"] != "{equal_compute}":
+            assert p["steps_per_epoch"] <= MULTITASK_PASS, label

@@ -15,7 +15,7 @@ from ..files import atomic_write_text
 from ..notebook import ROOT, shown
 from .execute import ReportError
 from ..store import STORE
-from .paper import EQUAL_COMPUTE, PLAN, ROWS, SAME_RUNS
+from .paper import EQUAL_COMPUTE, PLAN, ROWS, SAME_RUNS, fitted_epochs
 from .runs import ablation_runs, cpu_fraction, cpu_use, finished_runs, repo_path, shared_machine, steps
 from .stats import paired_interval
 
@@ -183,7 +183,7 @@ def _planned_steps(params: dict, profile: str, key: str = "") -> int | None:
     from ..config import PROFILES
     p = {**PROFILES[profile], **{k: v for k, v in params.items() if k in PROFILES[profile]}}
     if not isinstance(p["steps_per_epoch"], int):     # "{equal_compute}": a device's own count, where one is fixed
-        p["steps_per_epoch"] = EQUAL_COMPUTE.get(key, (None,))[0]
+        p.update(fitted_epochs(EQUAL_COMPUTE[key][0]) if key in EQUAL_COMPUTE else {"steps_per_epoch": None})
     return p["epochs"] * p["steps_per_epoch"] if p["steps_per_epoch"] else None
 
 

@@ -21,7 +21,7 @@ from ..notebook import ROOT
 from ..store import STORE, device_key
 from .front import FINDINGS_BLOCKS, devices, write_readme
 from .index import write_index
-from .paper import AFTER, CPU_ONLY, EQUAL_COMPUTE, FIGURE_SEED, ONCE, PLAN, SEEDS
+from .paper import AFTER, CPU_ONLY, EQUAL_COMPUTE, FIGURE_SEED, ONCE, PLAN, SEEDS, fitted_epochs
 from .runs import repo_path
 from .tables import write_results
 from .units import Unit, check_workers, dedup, print_commands as print_units, store_key
@@ -108,7 +108,9 @@ def units(profile: str | None, only: list[str] | None, store: str | Path, seeds:
                     print(f"skipped {label}: {why}", file=sys.stderr, flush=True)
                 skipped.add(label)
                 continue
-            params = {k: EQUAL_COMPUTE[key][0] if v == "{equal_compute}" else v for k, v in params.items()}
+            if "{equal_compute}" in params.values():
+                params = {**{k: v for k, v in params.items() if v != "{equal_compute}"},
+                          **fitted_epochs(EQUAL_COMPUTE[key][0])}
             kept = seed == FIGURE_SEED or label in ONCE
             folder = here / label / f"seed{seed}"
             p = {**{k: str(here / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
