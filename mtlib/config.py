@@ -95,7 +95,7 @@ class Config:
     merge: str = "uniform"                 # `novel` merge of the single-task encoders: uniform (report), task_arithmetic, ties
     merge_lambda: float = 1.0              # task_arithmetic, ties: theta0 + merge_lambda * merged task vector
     merge_density: float = 0.2             # ties: fraction of each task vector's entries kept (top by magnitude, per tensor)
-    steps_per_epoch: Optional[int] = None  # cap; None = ceil(largest train set / batch_size)
+    steps_per_epoch: Optional[int] = None  # cap on an epoch, one pass over the largest train set; None: the pass
     max_length: Optional[int] = None
     max_train: Optional[int] = None        # first N rows of each train split (None = all)
     max_eval: Optional[int] = None         # first N rows of each dev/test split (None = all)

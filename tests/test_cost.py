@@ -207,8 +207,8 @@ def test_the_same_configuration_and_seed_on_two_machines_is_paired_in_the_same_p
 @pytest.mark.parametrize("key", sorted(EQUAL_COMPUTE))
 def test_the_fixed_equal_compute_step_counts_are_what_their_runs_give(key):
     """paper.EQUAL_COMPUTE is fixed once; recomputed from the quiet runs of the seeds it names, it is the same."""
-    steps, seeds = EQUAL_COMPUTE[key]
-    found = equal_compute_steps(f"reports/runs/{key}", seeds)
+    steps, seeds, *row = EQUAL_COMPUTE[key]
+    found = equal_compute_steps(f"reports/runs/{key}", seeds, *row)
     assert found["steps"] == steps
     assert found["novel_wall_s"] == pytest.approx(steps * found["cs_gs_step_s"], rel=0.001)
 
@@ -216,3 +216,20 @@ def test_the_fixed_equal_compute_step_counts_are_what_their_runs_give(key):
 def test_equal_compute_needs_quiet_runs_of_both_rows(tmp_path):
     with pytest.raises(ReportError, match="needs quiet runs of 05_novel-no-dropout and 04_cs_gs-no-dropout-novel-steps"):
         equal_compute_steps(tmp_path)
+
+
+def test_equal_compute_from_the_equal_data_row_where_no_novel_step_runs_are(tmp_path):
+    """A device without CS + GS runs at the novel pipeline's step count takes the seconds per step of its equal-data
+    runs: a quiet 1,200 s novel run over 0.5 s per step (median of the quiet ones) is 2,400 steps."""
+    fake_run(tmp_path / "05_novel-no-dropout/seed0/novel", wall_s=1200.0, cpu_s=1.96 * 1200, threads=2)  # CPU use 98%
+    fake_run(tmp_path / "05_novel-no-dropout/seed1/novel", wall_s=900.0)                   # CPU use unknown: left out
+    for seed, wall in enumerate((619.0, 600.0, 700.0)):
+        fake_run(tmp_path / f"04_cs_gs-no-dropout-equal-data/seed{seed}/cs_gs", wall_s=wall,
+                 cpu_s=1.96 * wall, threads=2, config={"epochs": 2, "steps_per_epoch": 619})
+    with pytest.raises(ReportError, match="quiet runs of 05_novel-no-dropout and 04_cs_gs-no-dropout-novel-steps"):
+        equal_compute_steps(tmp_path)
+    found = equal_compute_steps(tmp_path, None, "04_cs_gs-no-dropout-equal-data")
+    assert found["steps"] == 2400 and found["novel_wall_s"] == 1200.0
+    assert "median of 1 quiet novel runs" in found["from"] and "3 quiet 04_cs_gs-no-dropout-equal-data" in found["from"]
+    assert equal_compute_steps(tmp_path, (0, 1), "04_cs_gs-no-dropout-equal-data")["cs_gs_step_s"] == pytest.approx(
+        (600 / 1238 + 619 / 1238) / 2)                                  # seeds 0 and 1 only: the median of two

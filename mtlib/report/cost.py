@@ -159,23 +159,25 @@ def _cost(runs: list[tuple[Path, dict]]) -> dict:
             "from": f"measured: median of {len(use)} of {len(runs)} runs ({how})"}
 
 
-def equal_compute_steps(runs_dir: str | Path, seeds: tuple[int, ...] | None = None) -> dict:
+def equal_compute_steps(runs_dir: str | Path, seeds: tuple[int, ...] | None = None,
+                        cs_gs_row: str = "04_cs_gs-no-dropout-novel-steps") -> dict:
     """(e') at equal compute on one device: the CS + GS steps (no dropout) that take as long as the novel pipeline
     (no dropout) does there, from quiet runs only: the novel runs' median wall time over the median wall time per
-    step of the CS + GS runs at the novel pipeline's step count (the longest CS + GS runs, so that the fixed cost of
-    loading and evaluating weighs as it does in the novel run). `seeds`: only those runs (the value is fixed once)."""
+    step of the CS + GS runs of `cs_gs_row`: by default those at the novel pipeline's step count (the longest, so that
+    the fixed cost of loading and evaluating weighs as it does in the novel run); on a device without them, the
+    equal-data row (1,238 steps). `seeds`: only those runs (the value is fixed once)."""
     def quiet(label: str) -> list[dict]:
         runs = finished_runs(repo_path(runs_dir) / label, f"seed*/{'novel' if label.startswith('05') else 'cs_gs'}")
         return [m for k, (_, m) in runs.items() if (seeds is None or k in seeds) and _quiet(m)]
-    novel, cs_gs = quiet("05_novel-no-dropout"), quiet("04_cs_gs-no-dropout-novel-steps")
+    novel, cs_gs = quiet("05_novel-no-dropout"), quiet(cs_gs_row)
     if not novel or not cs_gs:
         raise ReportError(f"{runs_dir}: (e') at equal compute needs quiet runs of 05_novel-no-dropout and "
-                          f"04_cs_gs-no-dropout-novel-steps (found {len(novel)} and {len(cs_gs)}); train them on this "
+                          f"{cs_gs_row} (found {len(novel)} and {len(cs_gs)}); train them on this "
                           "device with the machine to itself first")
     wall = statistics.median(m["wall_s"] for m in novel)
     per_step = statistics.median(m["wall_s"] / (m["config"]["epochs"] * m["config"]["steps_per_epoch"]) for m in cs_gs)
     return {"steps": round(wall / per_step), "novel_wall_s": wall, "cs_gs_step_s": per_step,
-            "from": f"median of {len(novel)} quiet novel runs over the median s/step of {len(cs_gs)} quiet CS + GS runs"}
+            "from": f"median of {len(novel)} quiet novel runs over the median s/step of {len(cs_gs)} quiet {cs_gs_row} runs"}
 
 
 def _planned_steps(params: dict, profile: str, key: str = "") -> int | None:

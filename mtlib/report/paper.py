@@ -51,7 +51,8 @@ PLAN = (
 # (2 epochs of 619: 1,238 steps, 3,714 batches). The runs committed before this split trained 1,013 steps (one capped
 # epoch) and were withdrawn.
 # (e') at equal compute: the CS + GS steps that take the novel pipeline's median quiet wall time on a device, fixed
-# once from the seeds named (cost.equal_compute_steps; tests/test_cost.py recomputes it). A device without one skips
+# once from the seeds named, (steps, seeds[, the CS + GS row timed, where not the novel-steps one]) (cost.
+# equal_compute_steps; tests/test_cost.py recomputes it). A device without one skips
 # the row in `make report` and says how to fix it.
 EQUAL_COMPUTE = {"intel-xeon-bf16-2t": (1434, (0, 1, 2, 3)), "nvidia-h200": (1281, (0, 1, 2))}
 # The (e') rows' step counts are the cpu profile's (its novel pipeline's steps, batches, wall time): on another
