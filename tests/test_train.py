@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtlib.config import Config
+from mtlib.config import Config, ConfigError
 from mtlib.data import TASKS
 from mtlib.models import build_model
 from mtlib.pipelines import run
@@ -237,7 +237,6 @@ def test_the_noise_floor_takes_at_most_one_pass_of_the_smallest_train_set(tiny_c
 
 
 def test_noise_batches_must_be_even():
-    from mtlib.config import Config, ConfigError
     with pytest.raises(ConfigError, match="noise_batches=3 is not valid; use an even number"):
         Config(noise_batches=3)
 
@@ -374,7 +373,6 @@ def test_layer_decay_gives_each_layer_its_rate(tiny_encoder):
 
 
 def test_head_lr_must_be_positive():
-    from mtlib.config import Config, ConfigError
     with pytest.raises(ConfigError, match="head_lr=0.0 is not valid"):
         Config(profile="smoke", head_lr=0)
 
@@ -407,7 +405,6 @@ def test_ema_evaluates_and_keeps_the_averaged_weights(tiny_config):
         assert almost[k] == pytest.approx(plain[k], abs=1e-6)
     assert [averaged[k] for k in ("sst_acc", "para_acc", "sts_pearson")] != \
            [plain[k] for k in ("sst_acc", "para_acc", "sts_pearson")]
-    from mtlib.config import ConfigError
     with pytest.raises(ConfigError, match="ema=1.0 is not valid"):
         run(tiny_config, ema=1.0)
 
