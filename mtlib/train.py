@@ -1,12 +1,11 @@
 """The training loop: one place for multitask, single-task and frozen-encoder training.
 
-Each step draws one batch from every task being trained. Each task's loss is backpropagated on its
-own (its batch is its own, so three backward passes cost what one summed backward costs) straight
-into task t's rows of `TaskGrads` (a flat T x P buffer plus the touched word-embedding rows);
-`surgery` turns them into one update (`combine`: sum, PCGrad or a torchjd weighting) and the step's
-telemetry. The heads keep their own gradients. A single-task stage needs no combining and backpropagates
-straight into .grad; a frozen-encoder stage trains the heads on encoder outputs cached once (`FrozenFeatures`).
-Each step record carries its seconds per phase (`PhaseClock`), which `make profile` sums.
+Each step draws one batch from every task being trained. Each task's loss is backpropagated on its own (its batch is
+its own, so three backward passes cost what one summed backward costs) straight into task t's rows of `TaskGrads` (a
+flat T x P buffer plus the touched word-embedding rows); `surgery` turns them into one update (`combine`: sum, PCGrad
+or a torchjd weighting) and the step's telemetry. The heads keep their own gradients. A single-task stage needs no
+combining and backpropagates straight into .grad; a frozen-encoder stage trains the heads on encoder outputs cached
+once (`FrozenFeatures`). Each step record carries its seconds per phase (`PhaseClock`), which `make profile` sums.
 """
 from __future__ import annotations
 
@@ -302,9 +301,10 @@ def train_stage(model: MultitaskModel, data: dict[str, dict[str, Encoded]], cfg:
     generator = torch.Generator().manual_seed(cfg.seed)
     samplers = {t: TaskSampler(data[t]["train"], cfg.batch_size, [cfg.seed, i], bucket=cfg.bucketed(t), pool=cfg.bucket_pool)
                 for i, t in enumerate(tasks)}
-    steps = math.ceil(max(len(data[t]["train"]) for t in tasks) / cfg.batch_size)
-    if cfg.steps_per_epoch:
-        steps = min(steps, cfg.steps_per_epoch)
+    steps = math.ceil(max(len(data[t]["train"]) for t in tasks) / cfg.batch_size)     # one pass over the largest set
+    if len(tasks) > 1 and (cfg.steps_per_epoch or 0) > steps:         # a cap past the pass trains no more: say so
+        print(f"[{stage.name}] steps_per_epoch={cfg.steps_per_epoch} > one pass ({steps} steps): raise epochs for more")
+    steps = min(steps, cfg.steps_per_epoch or steps)
     scheduler = None if cfg.schedule == "constant" else linear_schedule(optimizer, cfg.warmup, stage.epochs * steps)
     bf16 = use_bf16(cfg, device)
     averaged = weight_average(model, cfg.ema) if cfg.ema and not stage.freeze_encoder else None

@@ -420,3 +420,15 @@ def test_select_last_keeps_the_last_epoch_and_one_epoch_stages_load_either_way(t
     capsys.readouterr()
     run({**one, "select": "last", "resume": True})           # one epoch: its last is its best, the same run
     assert "holds a finished run" in capsys.readouterr().out
+
+
+def test_an_epoch_stops_at_one_pass_and_says_so(tiny_config, tmp_path, capsys):
+    """steps_per_epoch caps an epoch at one pass over the largest train set; asked for more, a multitask stage trains
+    the pass and says how to get more (the first equal-data runs asked for 1,237 steps and got 1,013, silently)."""
+    out = tmp_path / "long"
+    run(tiny_config, out_dir=str(out), max_train=16, epochs=1, steps_per_epoch=1000)   # 16 rows at 8: 2 steps
+    steps = [json.loads(l) for l in open_log(out) if '"step"' in l]
+    assert len(steps) == 2
+    assert "[multitask] steps_per_epoch=1000 > one pass (2 steps): raise epochs for more" in capsys.readouterr().out
+    run(tiny_config, out_dir=str(tmp_path / "short"), max_train=16, epochs=1, steps_per_epoch=2)
+    assert "one pass" not in capsys.readouterr().out
