@@ -9,10 +9,10 @@ from scipy import stats
 
 from conftest import fake_run
 from mtlib import store
+from mtlib.data import load_split
 from mtlib.evaluate import ConstantPredictionWarning, score
 from mtlib.notebook import shown
 from mtlib.report.execute import execute, main
-from mtlib.data import load_split
 from mtlib.report.paper import EQUAL_COMPUTE, MULTITASK_PASS, PLAN, SINGLE, TASK_PAIRS, fitted_epochs
 from mtlib.report.runs import ablation_runs, log_path, method_folder, method_runs
 from mtlib.report.stats import interval, verdict

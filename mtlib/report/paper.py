@@ -29,10 +29,10 @@ def fitted_epochs(steps: int, pass_steps: int = MULTITASK_PASS) -> dict:
 
 
 # (notebook, papermill parameters, run label) executed by `make report` for every seed, in order. "{seed}" in a
-# parameter is the seed's folder, "{equal_compute}" this device's EQUAL_COMPUTE steps (as fitted_epochs). The last three are claim (e'):
-# CS+GS without dropout for as many encoder-training steps as the novel pipeline takes on the cpu profile (534 + 700
-# + 378 single-task + 700 multitask = 2,312; trained before `select` defaulted to the last epoch, so it keeps `best`
-# for every seed), for as many encoder batches, and for as much wall time.
+# parameter is the seed's folder, "{equal_compute}" this device's EQUAL_COMPUTE steps (as fitted_epochs). The last
+# three are claim (e'): CS+GS without dropout for as many encoder-training steps as the novel pipeline takes on the cpu
+# profile (534 + 700 + 378 single-task + 700 multitask = 2,312; trained before `select` defaulted to the last epoch, so
+# it keeps `best` for every seed), for as many encoder batches, and for as much wall time.
 PLAN = (
     ("00_data", {}, "00_data"),
     ("01_baseline", {}, "01_baseline"),
@@ -51,9 +51,9 @@ PLAN = (
 # (2 epochs of 619: 1,238 steps, 3,714 batches). The runs committed before this split trained 1,013 steps (one capped
 # epoch) and were withdrawn.
 # (e') at equal compute: the CS + GS steps that take the novel pipeline's median quiet wall time on a device, fixed
-# once from the seeds named, (steps, seeds[, the CS + GS row timed, where not the novel-steps one]) (cost.
-# equal_compute_steps; tests/test_cost.py recomputes it). A device without one skips
-# the row in `make report` and says how to fix it.
+# once from the seeds named: (steps, seeds[, the CS + GS row timed, where not the novel-steps one]), as
+# cost.equal_compute_steps gives it (tests/test_cost.py recomputes it). A device without one skips the row in
+# `make report` and says how to fix it.
 EQUAL_COMPUTE = {"intel-xeon-bf16-2t": (1434, (0, 1, 2, 3)), "nvidia-h200": (1281, (0, 1, 2))}
 # The (e') rows' step counts are the cpu profile's (its novel pipeline's steps, batches, wall time): on another
 # profile `make report` skips them, saying why.
