@@ -207,8 +207,9 @@ def test_the_same_configuration_and_seed_on_two_machines_is_paired_in_the_same_p
 @pytest.mark.parametrize("key", sorted(EQUAL_COMPUTE))
 def test_the_fixed_equal_compute_step_counts_are_what_their_runs_give(key):
     """paper.EQUAL_COMPUTE is fixed once; recomputed from the quiet runs of the seeds it names, it is the same."""
-    steps, seeds, *row = EQUAL_COMPUTE[key]
-    found = equal_compute_steps(f"reports/runs/{key}", seeds, *row)
+    fixed = dict(EQUAL_COMPUTE[key])
+    steps = fixed.pop("steps")
+    found = equal_compute_steps(f"reports/runs/{key}", **fixed)
     assert found["steps"] == steps
     assert found["novel_wall_s"] == pytest.approx(steps * found["cs_gs_step_s"], rel=0.001)
 
@@ -233,3 +234,6 @@ def test_equal_compute_from_the_equal_data_row_where_no_novel_step_runs_are(tmp_
     assert "median of 1 quiet novel runs" in found["from"] and "3 quiet 04_cs_gs-no-dropout-equal-data" in found["from"]
     assert equal_compute_steps(tmp_path, (0, 1), "04_cs_gs-no-dropout-equal-data")["cs_gs_step_s"] == pytest.approx(
         (600 / 1238 + 619 / 1238) / 2)                                  # seeds 0 and 1 only: the median of two
+    # the CS + GS runs' own seeds: seed 2's 700 s alone, whatever novel seeds are named
+    alone = equal_compute_steps(tmp_path, (0,), "04_cs_gs-no-dropout-equal-data", cs_gs_seeds=(2,))
+    assert alone["cs_gs_step_s"] == pytest.approx(700 / 1238) and alone["steps"] == round(1200 / (700 / 1238))

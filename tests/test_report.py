@@ -383,15 +383,15 @@ def test_execute_gives_the_equal_compute_row_this_devices_fixed_steps_or_skips_i
     calls = []
     monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: calls.append(parameters))
     only = ["04_cs_gs-no-dropout-equal-data", "04_cs_gs-no-dropout-equal-compute"]
-    monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {})
+    monkeypatch.setattr("mtlib.report.paper.EQUAL_COMPUTE", {})
     execute("cpu", only, tmp_path / "rep", (0, 1))
     assert [(c["epochs"], c["steps_per_epoch"]) for c in calls] == [(2, 619)] * 2  # equal data only, each seed
     err = capsys.readouterr().err
     assert err.count("skipped 04_cs_gs-no-dropout-equal-compute: no equal-compute step count is fixed for") == 1
-    monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {store.here(): (999, (0,))})
+    monkeypatch.setattr("mtlib.report.paper.EQUAL_COMPUTE", {store.here(): {"steps": 999}})
     execute("cpu", only, tmp_path / "rep", (0,))
     assert [(c["epochs"], c["steps_per_epoch"]) for c in calls[2:]] == [(2, 619), (1, 999)]
-    monkeypatch.setattr("mtlib.report.execute.EQUAL_COMPUTE", {store.here(): (1434, (0,))})
+    monkeypatch.setattr("mtlib.report.paper.EQUAL_COMPUTE", {store.here(): {"steps": 1434}})
     execute("cpu", only[1:], tmp_path / "rep", (0,))             # past one pass: split into epochs that fit
     assert (calls[-1]["epochs"], calls[-1]["steps_per_epoch"]) == (2, 717)
     calls.clear()
@@ -430,7 +430,7 @@ def test_every_planned_multitask_epoch_fits_in_one_pass_over_the_data():
     quora = load_split("para", "train")
     assert math.ceil(len(quora.labels) / PROFILES["cpu"]["batch_size"]) == MULTITASK_PASS
     planned = [(label, {**PROFILES["cpu"], **p}) for _, p, label in PLAN if label.startswith(("01", "03", "04"))]
-    planned += [(key, {**PROFILES["cpu"], **fitted_epochs(steps)}) for key, (steps, _) in EQUAL_COMPUTE.items()]
+    planned += [(key, {**PROFILES["cpu"], **fitted_epochs(fixed["steps"])}) for key, fixed in EQUAL_COMPUTE.items()]
     for label, p in planned:
         if p["steps_per_epoch"] != "{equal_compute}":
             assert p["steps_per_epoch"] <= MULTITASK_PASS, label

@@ -15,7 +15,7 @@ from ..files import atomic_write_text
 from ..notebook import ROOT, shown
 from .execute import ReportError
 from ..store import STORE
-from .paper import EQUAL_COMPUTE, PLAN, ROWS, SAME_RUNS, fitted_epochs
+from .paper import PLAN, ROWS, SAME_RUNS, equal_compute_epochs
 from .runs import ablation_runs, cpu_fraction, cpu_use, finished_runs, repo_path, shared_machine, steps
 from .stats import paired_interval
 
@@ -160,16 +160,19 @@ def _cost(runs: list[tuple[Path, dict]]) -> dict:
 
 
 def equal_compute_steps(runs_dir: str | Path, seeds: tuple[int, ...] | None = None,
-                        cs_gs_row: str = "04_cs_gs-no-dropout-novel-steps") -> dict:
+                        cs_gs_row: str = "04_cs_gs-no-dropout-novel-steps",
+                        cs_gs_seeds: tuple[int, ...] | None = None) -> dict:
     """(e') at equal compute on one device: the CS + GS steps (no dropout) that take as long as the novel pipeline
     (no dropout) does there, from quiet runs only: the novel runs' median wall time over the median wall time per
     step of the CS + GS runs of `cs_gs_row`: by default those at the novel pipeline's step count (the longest, so that
     the fixed cost of loading and evaluating weighs as it does in the novel run); on a device without them, the
-    equal-data row (1,238 steps). `seeds`: only those runs (the value is fixed once)."""
-    def quiet(label: str) -> list[dict]:
+    equal-data row (1,238 steps). `seeds`: only those runs (the value is fixed once); `cs_gs_seeds`: the CS + GS
+    runs' own, where they differ."""
+    def quiet(label: str, only: tuple[int, ...] | None) -> list[dict]:
         runs = finished_runs(repo_path(runs_dir) / label, f"seed*/{'novel' if label.startswith('05') else 'cs_gs'}")
-        return [m for k, (_, m) in runs.items() if (seeds is None or k in seeds) and _quiet(m)]
-    novel, cs_gs = quiet("05_novel-no-dropout"), quiet(cs_gs_row)
+        return [m for k, (_, m) in runs.items() if (only is None or k in only) and _quiet(m)]
+    novel = quiet("05_novel-no-dropout", seeds)
+    cs_gs = quiet(cs_gs_row, seeds if cs_gs_seeds is None else cs_gs_seeds)
     if not novel or not cs_gs:
         raise ReportError(f"{runs_dir}: (e') at equal compute needs quiet runs of 05_novel-no-dropout and "
                           f"{cs_gs_row} (found {len(novel)} and {len(cs_gs)}); train them on this "
@@ -185,7 +188,7 @@ def _planned_steps(params: dict, profile: str, key: str = "") -> int | None:
     from ..config import PROFILES
     p = {**PROFILES[profile], **{k: v for k, v in params.items() if k in PROFILES[profile]}}
     if not isinstance(p["steps_per_epoch"], int):     # "{equal_compute}": a device's own count, where one is fixed
-        p.update(fitted_epochs(EQUAL_COMPUTE[key][0]) if key in EQUAL_COMPUTE else {"steps_per_epoch": None})
+        p.update(equal_compute_epochs(key) or {"steps_per_epoch": None})
     return p["epochs"] * p["steps_per_epoch"] if p["steps_per_epoch"] else None
 
 

@@ -21,7 +21,7 @@ from ..notebook import ROOT
 from ..store import STORE, device_key
 from .front import FINDINGS_BLOCKS, devices, write_readme
 from .index import write_index
-from .paper import AFTER, CPU_ONLY, EQUAL_COMPUTE, FIGURE_SEED, ONCE, PLAN, SEEDS, fitted_epochs
+from .paper import AFTER, CPU_ONLY, FIGURE_SEED, ONCE, PLAN, SEEDS, equal_compute_epochs
 from .runs import repo_path
 from .tables import write_results
 from .units import Unit, check_workers, dedup, print_commands as print_units, store_key
@@ -102,7 +102,7 @@ def units(profile: str | None, only: list[str] | None, store: str | Path, seeds:
                    if label in CPU_ONLY and resolved != "cpu" else
                    f"no equal-compute step count is fixed for {key}; compute it with mtlib.report.cost."
                    f"equal_compute_steps('{here}') and add it to EQUAL_COMPUTE in mtlib/report/paper.py"
-                   if "{equal_compute}" in params.values() and key not in EQUAL_COMPUTE else None)
+                   if "{equal_compute}" in params.values() and not equal_compute_epochs(key) else None)
             if why:
                 if label not in skipped:             # on stderr: --print-commands' stdout is a list of commands
                     print(f"skipped {label}: {why}", file=sys.stderr, flush=True)
@@ -110,7 +110,7 @@ def units(profile: str | None, only: list[str] | None, store: str | Path, seeds:
                 continue
             if "{equal_compute}" in params.values():
                 params = {**{k: v for k, v in params.items() if v != "{equal_compute}"},
-                          **fitted_epochs(EQUAL_COMPUTE[key][0])}
+                          **equal_compute_epochs(key)}
             kept = seed == FIGURE_SEED or label in ONCE
             folder = here / label / f"seed{seed}"
             p = {**{k: str(here / v.format(seed=f"seed{seed}")) if k.endswith("_dir") else v
