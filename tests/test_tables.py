@@ -113,3 +113,17 @@ def test_the_committed_record_stays_slim():
     ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "reports/runs/k/x/seed0/predictions/a.csv"],
                              cwd=ROOT).returncode == 0
     assert ignored, "a new run's leaderboard files must stay out of git unless added on purpose"
+
+
+def test_wall_time_is_the_quiet_runs_and_says_what_it_left_out():
+    """Runs known to be quiet (CPU use ≥ 95%) set a row's minutes; a shared or resumed run never does, and one made
+    before CPU use was recorded only where no run is known to be quiet."""
+    from mtlib.report.tables import wall_text
+    def run(minutes, use=None, **kw):
+        return {"wall_s": minutes * 60, "device": "cpu", **({"cpu_s": use * minutes * 120, "threads": 2} if use else {}), **kw}
+    quiet, shared, unknown = [run(10, .98), run(12, .97)], run(30, .80), run(45)
+    assert wall_text([*quiet, shared, unknown, run(2, .98, resumed=True)]) == (
+        "11.0 ± 1.4 (1 shared run, 1 run of unknown CPU use and 1 resumed run left out)")
+    assert wall_text([quiet[0], unknown, run(43)]) == "10.0 (2 runs of unknown CPU use left out)"
+    assert wall_text([unknown, run(43), shared]) == "44.0 ± 1.4 (1 shared run left out)"     # nothing known quiet
+    assert wall_text([shared]) == "30.0 (every run shared)" and wall_text([run(2, resumed=True)]) == "resumed"

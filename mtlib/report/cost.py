@@ -16,7 +16,7 @@ from ..notebook import ROOT, shown
 from .execute import ReportError
 from ..store import STORE
 from .paper import PLAN, ROWS, SAME_RUNS, equal_compute_epochs
-from .runs import ablation_runs, cpu_fraction, cpu_use, finished_runs, repo_path, shared_machine, steps
+from .runs import ablation_runs, cpu_use, finished_runs, quiet_run, repo_path, shared_machine, steps
 from .stats import paired_interval
 
 # ------------------------------------------------------------------ where a run's time goes
@@ -93,7 +93,7 @@ def profile_runs(runs_dir: str | Path = PROFILED) -> list[Path]:
     rows.append(finished_runs(repo_path(runs_dir) / "07_beyond" / "best", "seed*"))          # what `make run` trains
     found = []
     for runs in rows:
-        seeds = sorted((rank[_quiet(m)], k, d) for k, (d, m) in runs.items() if not m.get("resumed"))
+        seeds = sorted((rank[quiet_run(m)], k, d) for k, (d, m) in runs.items() if not m.get("resumed"))
         if seeds:
             found.append(seeds[0][2])
     return found
@@ -136,19 +136,11 @@ def savings_markdown(r: dict) -> str:
 
 
 # ------------------------------------------------------------------ one seed of `make report`
-def _quiet(m: dict) -> bool | None:
-    """Whether a run's wall time is the code's speed: trained in one process (not resumed), on a machine it had to
-    itself (CPU use ≥ 95%). None: not resumed, but made before CPU use was recorded, so it cannot tell."""
-    if m.get("resumed") or shared_machine(m):
-        return False
-    return True if cpu_fraction(m) is not None or str(m.get("device", "")).startswith("cuda") else None
-
-
 def _cost(runs: list[tuple[Path, dict]]) -> dict:
     """A row's wall time and training steps (every stage's optimizer steps, from the step log): the median over
     its quiet runs; else over its runs of unknown CPU use, said so; else NaN with the reason."""
-    quiet = [(d, m) for d, m in runs if _quiet(m)]
-    unknown = [(d, m) for d, m in runs if _quiet(m) is None]
+    quiet = [(d, m) for d, m in runs if quiet_run(m)]
+    unknown = [(d, m) for d, m in runs if quiet_run(m) is None]
     pipeline = runs[0][1]["config"]["pipeline"] if runs else None
     use, how = (quiet, "quiet") if quiet else (unknown, "CPU use not recorded, so possibly shared")
     if not use:
@@ -170,7 +162,7 @@ def equal_compute_steps(runs_dir: str | Path, seeds: tuple[int, ...] | None = No
     runs' own, where they differ."""
     def quiet(label: str, only: tuple[int, ...] | None) -> list[dict]:
         runs = finished_runs(repo_path(runs_dir) / label, f"seed*/{'novel' if label.startswith('05') else 'cs_gs'}")
-        return [m for k, (_, m) in runs.items() if (only is None or k in only) and _quiet(m)]
+        return [m for k, (_, m) in runs.items() if (only is None or k in only) and quiet_run(m)]
     novel = quiet("05_novel-no-dropout", seeds)
     cs_gs = quiet(cs_gs_row, seeds if cs_gs_seeds is None else cs_gs_seeds)
     if not novel or not cs_gs:
@@ -348,7 +340,7 @@ def parity_markdown(runs_dir: str | Path = STORE) -> str:
         return "\n".join(lines + ["No parity run yet: `make parity`.", ""])
     for r in rows:
         c, off, fast = _full_config(r["config"]), r["off"], r["fast"]
-        walls = sorted(m["wall_s"] for m in fast if _quiet(m))
+        walls = sorted(m["wall_s"] for m in fast if quiet_run(m))
         off_now = ", ".join(f"`{k}={str(c[k]).lower()}`" for k in FAST_PATH if c[k] != FAST_PATH[k])
         lines += [f"### `{r['run']}`", "",
                   f"Off: {off_now or 'nothing (the fast path)'}. "

@@ -198,3 +198,11 @@ def shared_machine(m: dict) -> bool:
     the 2-core machine to themselves measure 96-98%; one beside the test suite, 72-92%)."""
     use = cpu_fraction(m)
     return not str(m.get("device", "cpu")).startswith("cuda") and use is not None and use < 0.95
+
+
+def quiet_run(m: dict) -> bool | None:
+    """Whether a run's wall time is the code's speed: trained in one process (not resumed), on a machine it had to
+    itself (CPU use ≥ 95%). None: not resumed, but made before CPU use was recorded, so it cannot tell."""
+    if m.get("resumed") or shared_machine(m):
+        return False
+    return True if cpu_fraction(m) is not None or str(m.get("device", "")).startswith("cuda") else None

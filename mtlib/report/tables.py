@@ -16,7 +16,8 @@ from ..notebook import shown
 from .paper import HEADS, METRICS, PAPER, ROWS, RUNG_TABLES, SAME_RUNS, SINGLE, TASK_PAIRS
 from .ensemble import ensemble_cells, seed_ensemble
 from .runs import (ablation_runs, cpu_use, finished_runs, gradient_frame, log_path, method_folder, method_runs,
-                   method_telemetry, repo_path, runs_by_seed, seed_runs, shared_machine, single_task_runs)
+                   method_telemetry, quiet_run, repo_path, runs_by_seed, seed_runs, shared_machine,
+                   single_task_runs)
 from .stats import (MIN_SEEDS, claims_table, holm, interval_text, mean_std, paired_interval, paired_p, paired_text,
                     resolved_tasks)
 
@@ -204,7 +205,8 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *meta, "",
               "`wall (min)` in the tables above is the mean ± std over the runs whose wall time is the code's speed: a "
               "resumed run's counts only its last process, and a run with CPU use below 95% shared the machine, so "
-              "both are left out (the table says how many). `CPU use`: the run's CPU seconds over wall seconds × "
+              "both are left out, and so are runs of unknown CPU use where a row has runs known to be quiet (the "
+              "table says how many). `CPU use`: the run's CPU seconds over wall seconds × "
               "threads (recorded since mtlib 983957f; runs that had the 2-core machine to themselves measure 96-98%).",
               "",
               "## Caveats", "",
@@ -542,13 +544,19 @@ DELTA = "Δ overall vs best, paired by seed (95% interval)"
 def wall_text(runs: list[dict]) -> str:
     """A row's wall time per run (minutes, mean ± std) over the runs that say how fast the code is: a resumed run's
     wall time counts only its last process, and a run that shared the machine (CPU use below 95%) ran slower than
-    the code does, so both are left out, and the text says how many."""
+    the code does, so both are left out; so are runs made before CPU use was recorded, where the row has runs known
+    to be quiet (cost's rule too). The text says how many were left out."""
     whole = [m for m in runs if not m.get("resumed")]
-    alone = [m for m in whole if not shared_machine(m)]
-    left = [f"{n} {what} run{'s' if n > 1 else ''}" for n, what in
-            ((len(whole) - len(alone), "shared"), (len(runs) - len(whole), "resumed")) if n]
+    quiet = [m for m in whole if quiet_run(m)]
+    unknown = [m for m in whole if quiet_run(m) is None]
+    alone = quiet or unknown
+    left = [what.format(n=n, s="s" if n > 1 else "") for n, what in
+            ((len(whole) - len(quiet) - len(unknown), "{n} shared run{s}"),
+             (len(unknown) if quiet else 0, "{n} run{s} of unknown CPU use"), (len(runs) - len(whole), "{n} resumed run{s}"))
+            if n]
     if alone:
-        return mean_std([m["wall_s"] / 60 for m in alone], 1) + (f" ({' and '.join(left)} left out)" if left else "")
+        return mean_std([m["wall_s"] / 60 for m in alone], 1) + (f" ({', '.join(left[:-1]) + ' and ' * (len(left) > 1) + left[-1]} left out)"
+                                                           if left else "")
     if whole:
         return mean_std([m["wall_s"] / 60 for m in whole], 1) + " (every run shared)"
     return "resumed"
