@@ -138,3 +138,11 @@ def test_every_committed_multitask_run_trained_the_steps_its_config_names():
         if c["pipeline"] == "multitask" and c["steps_per_epoch"] and not pd.isna(r.steps):
             short += [f"{r.folder}: {r.steps:.0f} steps logged"] if r.steps != c["epochs"] * c["steps_per_epoch"] else []
     assert not short, short
+
+
+def test_the_front_page_lists_the_reports_claims_and_leaves_the_others_to_findings():
+    from mtlib.report.paper import OFF_FRONT
+    table, said = "\n".join(front.claims()), "\n".join(front.findings())
+    for tag in OFF_FRONT:
+        assert f"| ({tag}) " not in table and f"- **({tag}) " in said
+    assert "| (e') " in table and "| (e) " in table                 # (e') asks whether (e) is fair: it stays

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from ..store import STORE
-from .paper import CLAIMS, PAPER, ROWS
+from .paper import CLAIMS, OFF_FRONT, PAPER, ROWS
 from .ensemble import ensemble_cells, seed_ensemble
 from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
 from .stats import claims_table, mean_std
@@ -111,7 +111,7 @@ def claims(store: str | Path = STORE) -> list[str]:
                 continue
             cells.append(f"{c['mean']:+.3f} [{c['lo']:+.3f},{c['hi']:+.3f}] n={c['n']}: {c['verdict']}, "
                          + SIZE.get(c["size"], c["size"]))
-        if set(cells) != {"—"}:
+        if set(cells) != {"—"} and tag not in OFF_FRONT:
             lines.append(f"| ({tag}) {text} | {METRIC[metric]} | {report} | " + " | ".join(cells) + " |")
     return lines
 

@@ -123,6 +123,9 @@ CLAIMS = (
     ("f", "PCGrad's mean reduction changes the mean (vs sum)", "GS, mean reduction (not in the report)",
      "Gradient Surgery (GS)", "overall", 0),
 )
+# Claims about a method the report never ran (02's mean reduction): on docs/findings.md and the results pages, not on
+# the README's table of the report's claims ((e') stays there: it asks whether (e) is a fair comparison).
+OFF_FRONT = ("f",)
 # results.md's single-task section: each single-task stage's metric, and what 07's best row must share with a run
 # to stand beside its single-task models
 SINGLE = {"single_sst": "sst_acc", "single_para": "para_acc", "single_sts": "sts_pearson"}
