@@ -554,9 +554,9 @@ def wall_text(runs: list[dict]) -> str:
             ((len(whole) - len(quiet) - len(unknown), "{n} shared run{s}"),
              (len(unknown) if quiet else 0, "{n} run{s} of unknown CPU use"), (len(runs) - len(whole), "{n} resumed run{s}"))
             if n]
+    said = ", ".join(left[:-1]) + " and " * (len(left) > 1) + left[-1] if left else ""
     if alone:
-        return mean_std([m["wall_s"] / 60 for m in alone], 1) + (f" ({', '.join(left[:-1]) + ' and ' * (len(left) > 1) + left[-1]} left out)"
-                                                           if left else "")
+        return mean_std([m["wall_s"] / 60 for m in alone], 1) + (f" ({said} left out)" if said else "")
     if whole:
         return mean_std([m["wall_s"] / 60 for m in whole], 1) + " (every run shared)"
     return "resumed"
