@@ -16,7 +16,7 @@ from ..notebook import ROOT, shown
 from .execute import ReportError
 from ..store import STORE
 from .paper import PLAN, ROWS, SAME_RUNS, equal_compute_epochs
-from .runs import ablation_runs, cpu_use, finished_runs, quiet_run, repo_path, shared_machine, steps
+from .runs import ablation_runs, cpu_use, finished_runs, quiet_run, repo_path, shared_machine, steps, timed_runs
 from .stats import paired_interval
 
 # ------------------------------------------------------------------ where a run's time goes
@@ -139,15 +139,14 @@ def savings_markdown(r: dict) -> str:
 def _cost(runs: list[tuple[Path, dict]]) -> dict:
     """A row's wall time and training steps (every stage's optimizer steps, from the step log): the median over
     its quiet runs; else over its runs of unknown CPU use, said so; else NaN with the reason."""
-    quiet = [(d, m) for d, m in runs if quiet_run(m)]
-    unknown = [(d, m) for d, m in runs if quiet_run(m) is None]
+    use, quiet = timed_runs(runs, lambda run: run[1])
     pipeline = runs[0][1]["config"]["pipeline"] if runs else None
-    use, how = (quiet, "quiet") if quiet else (unknown, "CPU use not recorded, so possibly shared")
+    how = "quiet" if quiet else "CPU use not recorded, so possibly shared"
     if not use:
         return {"steps": float("nan"), "wall_s": float("nan"), "pipeline": pipeline, "quiet": False,
                 "from": f"no quiet run ({len(runs)} shared or resumed)" if runs else "not run"}
     return {"steps": max(len(steps(d)) for d, _ in use), "wall_s": statistics.median(m["wall_s"] for _, m in use),
-            "pipeline": pipeline, "quiet": bool(quiet), "device": "; ".join(sorted({m["device"] for _, m in use})),
+            "pipeline": pipeline, "quiet": quiet, "device": "; ".join(sorted({m["device"] for _, m in use})),
             "from": f"measured: median of {len(use)} of {len(runs)} runs ({how})"}
 
 

@@ -206,3 +206,10 @@ def quiet_run(m: dict) -> bool | None:
     if m.get("resumed") or shared_machine(m):
         return False
     return True if cpu_fraction(m) is not None or str(m.get("device", "")).startswith("cuda") else None
+
+
+def timed_runs(items: list, meta=lambda x: x) -> tuple[list, bool]:
+    """The items (runs, or what `meta` reads a run's metrics from) whose wall time counts as the code's speed: those
+    known quiet (True); where there are none, those of unknown CPU use (False)."""
+    quiet = [x for x in items if quiet_run(meta(x))]
+    return (quiet, True) if quiet else ([x for x in items if quiet_run(meta(x)) is None], False)

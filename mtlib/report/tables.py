@@ -17,7 +17,7 @@ from .paper import HEADS, METRICS, PAPER, ROWS, RUNG_TABLES, SAME_RUNS, SINGLE, 
 from .ensemble import ensemble_cells, seed_ensemble
 from .runs import (ablation_runs, cpu_use, finished_runs, gradient_frame, log_path, method_folder, method_runs,
                    method_telemetry, quiet_run, repo_path, runs_by_seed, seed_runs, shared_machine,
-                   single_task_runs)
+                   single_task_runs, timed_runs)
 from .stats import (MIN_SEEDS, claims_table, holm, interval_text, mean_std, paired_interval, paired_p, paired_text,
                     resolved_tasks)
 
@@ -547,13 +547,11 @@ def wall_text(runs: list[dict]) -> str:
     the code does, so both are left out; so are runs made before CPU use was recorded, where the row has runs known
     to be quiet (cost's rule too). The text says how many were left out."""
     whole = [m for m in runs if not m.get("resumed")]
-    quiet = [m for m in whole if quiet_run(m)]
-    unknown = [m for m in whole if quiet_run(m) is None]
-    alone = quiet or unknown
+    alone, _ = timed_runs(whole)
+    shared = sum(quiet_run(m) is False for m in whole)
     left = [what.format(n=n, s="s" if n > 1 else "") for n, what in
-            ((len(whole) - len(quiet) - len(unknown), "{n} shared run{s}"),
-             (len(unknown) if quiet else 0, "{n} run{s} of unknown CPU use"), (len(runs) - len(whole), "{n} resumed run{s}"))
-            if n]
+            ((shared, "{n} shared run{s}"), (len(whole) - len(alone) - shared, "{n} run{s} of unknown CPU use"),
+             (len(runs) - len(whole), "{n} resumed run{s}")) if n]
     said = ", ".join(left[:-1]) + " and " * (len(left) > 1) + left[-1] if left else ""
     if alone:
         return mean_std([m["wall_s"] / 60 for m in alone], 1) + (f" ({said} left out)" if said else "")
