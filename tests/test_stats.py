@@ -81,3 +81,27 @@ def test_the_ladder_reads_each_runs_last_epoch_and_labels_the_dev_selected_one(t
         assert last_epoch(m)["overall"] == last
     row = next(line for line in front.ladder(tmp_path) if line.startswith("| CS + GS, no dropout, novel's step count"))
     assert "0.690±0.010 (selected on dev: 0.710±0.010) n=3" in row
+
+
+def test_a_finding_says_when_its_interval_holds_zero_and_the_effect_alike():
+    """(e') on equal data, hand-worked: paired differences .004, -.001, .009, .002, .006 give +.004 [-.001, +.009]
+    (half-width .0047), which holds zero and (e)'s +.0066 alike: "not resolved" and "consistent" at once, and the
+    sentence says these seeds cannot tell the two apart. A device where the interval is too wide says nothing more."""
+    from mtlib.report.front import claim_sentences
+
+    def runs(values):
+        return {k: {"overall": v} for k, v in enumerate(values)}
+    cs_gs, novel = [.683, .684, .682, .685, .683], [.690, .690, .690, .691, .689]        # (e): +.0066, holds
+    equal_data = [n - d for n, d in zip(novel, (.004, -.001, .009, .002, .006))]
+    rows = {"CS + GS, no dropout": runs(cs_gs), "Novel: CS + GS, no dropout": runs(novel),
+            "CS + GS, no dropout, novel's encoder batches (not in the report)": runs(equal_data)}
+    wide = {**rows, "CS + GS, no dropout, novel's encoder batches (not in the report)":
+            runs([n - d for n, d in zip(novel, (.02, -.02, .01, .0, -.01))])}
+    a, b = claims_table(rows), claims_table(wide)
+    ep = a.set_index("claim").loc["(e') novel beats CS+GS on equal data (no dropout)"]
+    assert (ep["verdict"], ep["size"]) == ("not resolved", "consistent") and ep["lo"] < 0 < ep["report"] < ep["hi"]
+    said = {line.split(":**")[0]: line for line in claim_sentences({"dev-a": a, "dev-b": b})}
+    assert said["- **(e') novel beats CS+GS on equal data (no dropout)"].endswith(
+        "consistent on dev-a; too wide to tell on dev-b. On dev-a the interval holds zero as well, so these seeds "
+        "cannot tell an effect of that size from none.")
+    assert "holds zero" not in said["- **(e) novel beats CS+GS (no dropout)"]

@@ -117,10 +117,16 @@ def claims(store: str | Path = STORE) -> list[str]:
 
 
 def findings(store: str | Path = STORE) -> list[str]:
-    """One sentence a claim, written from its verdicts on every device that ran both rows (docs/findings.md): the
-    direction, then the size against the report's effect ((e'): against our (e)), each naming its devices."""
-    tables = {key: claims_table({name: seed_runs(repo_path(store) / key, label, sub) for _, name, label, sub in ROWS})
-              for key in devices(store)}
+    """One sentence a claim, written from its verdicts on every device that ran both rows (docs/findings.md)."""
+    return claim_sentences({key: claims_table({name: seed_runs(repo_path(store) / key, label, sub)
+                                                for _, name, label, sub in ROWS}) for key in devices(store)})
+
+
+def claim_sentences(tables: dict) -> list[str]:
+    """From each device's `claims_table`: the direction, then the size against the report's effect ((e'): against
+    our (e)), each naming its devices. Where an interval holds both zero and that effect ("not resolved" and
+    "consistent" at once), the sentence says so: the size verdict asks whether the effect could be there, the
+    direction whether anything is."""
     lines = []
     for i, (tag, text, *_rest) in enumerate(CLAIMS):
         ran = {key: t.iloc[i] for key, t in tables.items() if t.iloc[i]["n"] > 0}
@@ -136,6 +142,10 @@ def findings(store: str | Path = STORE) -> list[str]:
         against = "our (e)" if tag == "e'" else "the report's effect"
         size = (f" Size against {against}: {grouped('size')}." if any(c["size"] != "no effect in the report"
                                                                        for c in ran.values()) else " Not in the report.")
+        both = [key for key, c in ran.items() if c["verdict"] == "not resolved" and c["size"] == "consistent"]
+        if both:
+            size += (f" On {', '.join(both)} the interval holds zero as well, so these seeds cannot tell an effect "
+                     f"of that size from none.")
         lines.append(f"- **({tag}) {text}:** {grouped('verdict')}.{size}")
     return lines
 
