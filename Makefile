@@ -1,5 +1,5 @@
 # mtlib: every set-up path installs torch first, pinned. Which build pip picks depends on its index: PyPI's
-# Linux wheel is the CUDA build; TORCH_INDEX=<a PyTorch wheel index> chooses (README, "PyTorch: CPU or CUDA").
+# Linux wheel is the CUDA build; TORCH_INDEX=<a PyTorch wheel index> chooses (docs/setup.md, "PyTorch: CPU or CUDA").
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import torch; print(torch.__version__)" 2>/dev/null > $(VENV)/.torch
 	$(PIP) install -q uv && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e ".[dev,ray]" || $(PIP) install -q -e ".[dev,ray]"
 	@test "$$($(PY) -c 'import torch; print(torch.__version__)')" = "$$(cat $(VENV)/.torch)" \
-	  || { echo "setup: installing mtlib replaced torch $$(cat $(VENV)/.torch); see README, PyTorch: CPU or CUDA"; exit 1; }
+	  || { echo "setup: installing mtlib replaced torch $$(cat $(VENV)/.torch); see docs/setup.md, PyTorch: CPU or CUDA"; exit 1; }
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -60,7 +60,7 @@ BEST := pipeline=multitask combine=sum sts_head=cosine para_head=sbert sts_loss=
 run: setup  ## the best pipeline (07_beyond's best configuration), CPU profile, seed 0 -> runs/best/
 	$(PY) -m mtlib run $(BEST) profile=$(PROFILE) seed=0 out_dir=runs/best
 
-run-novel: setup  ## the report's best pipeline (novel, no dropout), CPU profile, seed 0 -> runs/novel/ (about 45 min here)
+run-novel: setup  ## the report's best pipeline (novel, no dropout), CPU profile, seed 0 -> runs/novel/ (minutes per run: the README's ladder)
 	$(PY) -m mtlib run pipeline=novel profile=$(PROFILE) dropout=0 seed=0 out_dir=runs/novel
 
 test: setup  ## unit tests + every notebook under nbval (smoke profile), on TEST_WORKERS processes
@@ -143,7 +143,7 @@ parity: setup  ## the fast path off (best), nn.Dropout (CS + GS) and, with nativ
 	done; fi
 	$(PY) -m mtlib profile
 
-gpu-pack: setup  ## .gpu/ for a lent GPU machine: fp16 encoder, data, wheels (then benchmarks/gpu.sh there; reports/gpu/README.md)
+gpu-pack: setup  ## .gpu/ for a lent GPU machine: fp16 encoder, data, wheels (then benchmarks/gpu.sh there; docs/gpu.md)
 	PY=$(PY) benchmarks/gpu_pack.sh
 
 data: setup  ## download the official CS224N files into data/cs224n

@@ -227,7 +227,7 @@ class Stages:
                         self.checkpointer, current)
         self.checkpointer.completed.append(vars(r).copy())
         self.checkpointer.save()
-        print(f"[{stage.name}] best epoch {r.best_epoch}: {fmt(r.best)}  ({r.wall_s:.0f}s)")
+        print(f"[{stage.name}] kept epoch {r.best_epoch} ({self.cfg.select}): {fmt(r.best)}  ({r.wall_s:.0f}s)")
         return r
 
     def log_merged(self) -> None:

@@ -111,3 +111,15 @@ def test_combine_methods_are_surgerys():
     """config names the combine methods itself (it must not import surgery, which imports torch): the same ones."""
     from mtlib import config, surgery
     assert config.COMBINE_METHODS == surgery.METHODS and config.WEIGHTINGS == tuple(surgery.WEIGHTINGS)
+
+
+def test_docs_knobs_has_a_row_for_every_config_field_and_none_other():
+    """docs/knobs.md says it lists every Config field: a field added without its row (as noise_batches once was) fails
+    here, and so does a row left behind by a field removed."""
+    import dataclasses
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "knobs.md").read_text(encoding="utf-8")
+    rows, fields = set(re.findall(r"^\| `(\w+)` \|", doc, re.M)), {f.name for f in dataclasses.fields(Config)}
+    assert not fields - rows, f"docs/knobs.md has no row for {sorted(fields - rows)}"
+    assert not rows - fields, f"docs/knobs.md has rows for fields Config does not have: {sorted(rows - fields)}"
