@@ -28,6 +28,20 @@ def test_size_against_the_reports_effect(lo, hi, effect, expected):
     assert size_verdict(lo, hi, effect) == expected
 
 
+def test_a_degenerate_interval_never_excludes_the_reports_effect():
+    """Two seeds (1 degree of freedom) or zero spread test nothing, so neither may say "excluded" (the words that let
+    a page say the report's effect does not reproduce). (e) with dropout on the AMD EPYC at 2 seeds read
+    +.005 [-.034, +.044] against the report's +.060: "excluded" before this rule."""
+    assert size_verdict(-0.034, 0.044, 0.060) == "excluded (ours smaller)"           # without the differences
+    assert size_verdict(-0.034, 0.044, 0.060, [0.0205, -0.0105]) == "too wide to tell (n < 3)"
+    assert size_verdict(0.005, 0.005, 0.060, [0.005] * 3).startswith("too wide to tell (zero spread")
+    assert size_verdict(0.020, 0.040, 0.031, [0.02, 0.03, 0.04]) == "consistent"     # a real interval: unchanged
+    rows = {"CS + GS": {0: {"overall": .679}, 1: {"overall": .678}},
+            "Novel: CS + GS": {0: {"overall": .689}, 1: {"overall": .684}}}
+    e = claims_table(rows).set_index("claim").loc["(e) novel beats CS+GS (dropout 0.1)"]
+    assert (e["n"], e["verdict"], e["size"]) == (2, "not resolved (n < 3)", "too wide to tell (n < 3)")
+
+
 def test_degenerate_intervals_are_never_resolved_and_say_why():
     assert degenerate([0.1, 0.2, 0.3]) is None
     assert degenerate([0.01, 0.02]) == "n < 3"

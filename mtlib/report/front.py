@@ -109,8 +109,8 @@ def claims(store: str | Path = STORE) -> list[str]:
             if c["n"] < 2:
                 cells.append("—" if c["n"] == 0 else f"{c['mean']:+.3f} n={c['n']}: no interval")
                 continue
-            cells.append(f"{c['mean']:+.3f} [{c['lo']:+.3f},{c['hi']:+.3f}] n={c['n']}: {c['verdict']}, "
-                         + SIZE.get(c["size"], c["size"]))
+            size = "too wide" if c["size"].startswith("too wide to tell") else SIZE.get(c["size"], c["size"])
+            cells.append(f"{c['mean']:+.3f} [{c['lo']:+.3f},{c['hi']:+.3f}] n={c['n']}: {c['verdict']}, {size}")
         if set(cells) != {"—"} and tag not in OFF_FRONT:
             lines.append(f"| ({tag}) {text} | {METRIC[metric]} | {report} | " + " | ".join(cells) + " |")
     return lines
@@ -150,8 +150,7 @@ def claim_sentences(tables: dict) -> list[str]:
     return lines
 
 
-SIZE = {"excluded (ours smaller)": "excluded↓", "excluded (ours larger)": "excluded↑", "no effect in the report": "—",
-        "too wide to tell": "too wide"}
+SIZE = {"excluded (ours smaller)": "excluded↓", "excluded (ours larger)": "excluded↑", "no effect in the report": "—"}
 METRIC = {"sst_acc": "SST", "para_acc": "Quora", "sts_pearson": "STS r", "overall": "mean"}
 BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims, "findings": findings}
 README_BLOCKS, FINDINGS_BLOCKS = ("ladder", "best", "claims"), ("findings",)     # README.md's; docs/findings.md's

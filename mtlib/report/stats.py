@@ -57,14 +57,18 @@ def verdict(lo: float, hi: float, sign: int, diffs=None) -> str:
     return "holds" if (lo > 0) == (sign > 0) else "reversed"
 
 
-def size_verdict(lo: float, hi: float, effect: float | None) -> str:
+def size_verdict(lo: float, hi: float, effect: float | None, diffs=None) -> str:
     """Our interval against the report's effect: `excluded` (the interval leaves it out: the report's size does not
     reproduce here), `too wide to tell` (it contains it, but its half-width exceeds the effect, so these seeds
-    could not have told it from zero) or `consistent` (it contains it, and is narrow enough to have seen it)."""
+    could not have told it from zero) or `consistent` (it contains it, and is narrow enough to have seen it).
+    With `diffs`, a degenerate interval (`degenerate`) excludes nothing: "does not reproduce" needs a real test."""
     if effect is None or math.isnan(effect):
         return "no effect in the report"
     if math.isnan(lo) or math.isnan(hi):
         return "too wide to tell (n < 2)"
+    why = degenerate(diffs) if diffs is not None else None
+    if why:
+        return f"too wide to tell ({why})"
     if not lo <= effect <= hi:
         return "excluded (ours smaller)" if abs(hi if effect > 0 else lo) < abs(effect) else "excluded (ours larger)"
     return "too wide to tell" if (hi - lo) / 2 > abs(effect) else "consistent"
@@ -74,24 +78,25 @@ def claims_table(rows: dict[str, dict[int, dict]]) -> pd.DataFrame:
     """Every claim of CLAIMS as a paired difference over the seeds both rows have: its 95% interval and half-width
     (the smallest effect these seeds resolve), the direction verdict, the report's effect (its own two rows'
     difference, where both are in it) and the size verdict against it."""
-    out = []
+    out, diffs_of = [], []
     for tag, text, a, b, metric, sign in CLAIMS:
         seeds = sorted(set(rows.get(a, {})) & set(rows.get(b, {})))
         diffs = [rows[a][k][metric] - rows[b][k][metric] for k in seeds]
+        diffs_of.append(diffs)
         mean, lo, hi = interval(diffs)
         i = METRICS.index(metric)
         effect = PAPER[a][i] - PAPER[b][i] if a in PAPER and b in PAPER else None
         out.append({"claim": f"({tag}) {text}", "metric": metric, "difference": f"{a} − {b}", "n": len(seeds),
                     "mean": mean, "lo": lo, "hi": hi, "half": (hi - lo) / 2,
                     "verdict": verdict(lo, hi, sign, diffs) if seeds else "not run", "report": effect,
-                    "size": size_verdict(lo, hi, effect) if seeds else "not run", "against": "the report"})
+                    "size": size_verdict(lo, hi, effect, diffs) if seeds else "not run", "against": "the report"})
     table = pd.DataFrame(out)
     # (e') is not in the report: the effect its half-width must resolve is the edge (e) measures here (no dropout)
     e = table[table["claim"].str.startswith("(e) ") & table["claim"].str.contains("no dropout")]
     for i in table.index[table["claim"].str.startswith("(e') ")]:
         if len(e) and e.iloc[0]["n"] and table.at[i, "n"]:
             table.at[i, "report"], table.at[i, "against"] = e.iloc[0]["mean"], "our (e), no dropout"
-            table.at[i, "size"] = size_verdict(table.at[i, "lo"], table.at[i, "hi"], e.iloc[0]["mean"])
+            table.at[i, "size"] = size_verdict(table.at[i, "lo"], table.at[i, "hi"], e.iloc[0]["mean"], diffs_of[i])
     return table
 
 

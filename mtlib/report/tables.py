@@ -258,7 +258,8 @@ def claims_markdown(claims: pd.DataFrame) -> list[str]:
               "measures here, which its half-width has to resolve). **excluded**: our interval leaves it out "
               "(the report's size does not reproduce in this setting: this encoder, profile and device); "
               "**consistent**: our interval contains it and its half-width is smaller than it; **too wide to tell**: "
-              "it contains it, but its half-width (the smallest effect these seeds resolve) exceeds it.", "",
+              "it contains it, but its half-width (the smallest effect these seeds resolve) exceeds it, or the interval is "
+              "degenerate (n < 3, or every seed the same difference) and so tests nothing.", "",
               "| claim | metric | effect | against | ours | half-width | n | size |", "|---|---|---|---|---|---|---|---|"]
     for r in claims.itertuples():
         report = "—" if r.report is None or math.isnan(r.report) else f"{r.report:+.3f}"
