@@ -25,9 +25,9 @@ RENAMED = [("epochs=2, steps_per_epoch=0 |", "epochs=2, steps_per_epoch=0, selec
            ("epochs-2+steps_per_epoch-0+schedule-linear+ema-0.99/", "epochs-2+steps_per_epoch-0+schedule-linear+ema-0.99+select-best/")]
 
 
-# Runs among seeds 0-2 trained after the old pages were made ("<label>/seed<k>": the device keys that have them). The
-# AMD EPYC's novel pipeline with dropout had seed 0 alone (claims (d) on the novel pipeline and (e) with dropout: n=1).
-TRAINED_LATER = {"05_novel/seed1": ("amd-epyc-fp32-2t",), "05_novel/seed2": ("amd-epyc-fp32-2t",)}
+# Runs among seeds 0-2 trained after the old pages were made, under reports/runs/. The AMD EPYC's novel pipeline with
+# dropout had seed 0 alone there (claims (d) on the novel pipeline and (e) with dropout: n=1).
+TRAINED_LATER = {"amd-epyc-fp32-2t/05_novel/seed1", "amd-epyc-fp32-2t/05_novel/seed2"}
 
 
 def _rows(text: str) -> list[str]:
@@ -50,8 +50,8 @@ def regenerated(tmp_path_factory):
                                    "checkpoints")
 
     def ignore(folder, names):          # and the seeds 0-2 trained after the old pages, named in TRAINED_LATER
-        return set(later(folder, names)) | {n for n in names if f"{Path(folder).name}/{n}" in TRAINED_LATER
-                                            and Path(folder).parent.name in TRAINED_LATER[f"{Path(folder).name}/{n}"]}
+        here = Path(folder).relative_to(ROOT / "reports/runs")
+        return set(later(folder, names)) | {n for n in names if (here / n).as_posix() in TRAINED_LATER}
     shutil.copytree(ROOT / "reports/runs", out / "runs", ignore=ignore)
     start = time.time()
     tables(store=out / "runs", results=out / "results", readme=None)
