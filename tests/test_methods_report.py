@@ -46,6 +46,17 @@ def test_conclusion_with_one_seed_is_not_resolved():
     assert methods_conclusion(_runs({"sum": [0.5, 0.6]})).startswith("- Only `sum` has runs so far")
 
 
+def test_two_seeds_or_zero_spread_never_beat_the_reference():
+    """A 2-seed interval (1 degree of freedom) or one of zero width may exclude zero, yet is no test (issue 29)."""
+    two = _runs({"sum": [0.50, 0.60], "upgrad": [0.60, 0.71]})        # +.10, +.11: [+.041, +.169], excludes zero
+    assert paired_interval(two["upgrad"] and {s: m["overall"] for s, m in two["upgrad"].items()},
+                           {s: m["overall"] for s, m in two["sum"].items()})["low"] > 0
+    text = methods_conclusion(two)
+    assert text.startswith("**No method beats `sum`**") and "is not distinguishable from sum (n < 3)" in text
+    flat = methods_conclusion(_runs({"sum": [0.50, 0.60, 0.55], "upgrad": [0.52, 0.62, 0.57]}))   # +.02 each seed
+    assert flat.startswith("**No method beats `sum`**") and "(zero spread" in flat
+
+
 def test_methods_table_reads_metrics_and_telemetry(tmp_path):
     for method, step_s, cos, after in (("sum", 0.2, 0.1, (1, 3, 4)), ("cagrad", 0.3, -0.2, (1, 1, 2))):
         for seed, overall in enumerate((0.5, 0.7)):

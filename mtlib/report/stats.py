@@ -21,13 +21,23 @@ def interval(values, level: float = 0.95) -> tuple[float, float, float]:
 
 def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dict:
     """Mean of the paired differences a - b over the seeds both have, with its t-interval (`interval`); the bounds
-    are None when fewer than two seeds pair."""
+    are None when fewer than two seeds pair, and "why" says why the interval can resolve nothing (`degenerate`), or
+    is None where it can."""
     seeds = sorted(set(a) & set(b))
-    mean, lo, hi = interval([a[s] - b[s] for s in seeds], level)
-    return {"n": len(seeds), "mean": mean, "low": None if math.isnan(lo) else lo, "high": None if math.isnan(hi) else hi}
+    diffs = [a[s] - b[s] for s in seeds]
+    mean, lo, hi = interval(diffs, level)
+    return {"n": len(seeds), "mean": mean, "low": None if math.isnan(lo) else lo, "high": None if math.isnan(hi) else hi,
+            "why": degenerate(diffs) if seeds else "no seed in common"}
+
+
+def resolved(p: dict) -> bool:
+    """Whether a `paired_interval` excludes zero as a test may say: an interval, not degenerate, without zero."""
+    return p["low"] is not None and not p["why"] and (p["low"] > 0 or p["high"] < 0)
 
 
 MIN_SEEDS = 3          # fewer paired seeds resolve nothing: a 2-seed t-interval (1 degree of freedom) is no test
+SAME = 1e-9            # differences this close are one value: .52 - .50 and .62 - .60 differ in the last float bit,
+                       # while a dev metric moves in steps of one example in thousands (1e-4 and more)
 
 
 def degenerate(diffs) -> str | None:
@@ -35,7 +45,7 @@ def degenerate(diffs) -> str | None:
     no spread at all (every seed the same difference, so the t-interval is a point, not evidence)."""
     if len(diffs) < MIN_SEEDS:
         return f"n < {MIN_SEEDS}"
-    if max(diffs) == min(diffs):
+    if max(diffs) - min(diffs) <= SAME:
         return "zero spread: every seed gives the same difference"
     return None
 
@@ -128,8 +138,8 @@ def resolved_tasks(runs: dict[int, dict], reference: dict[int, dict]) -> list[st
         if any(m not in r for r in (*runs.values(), *reference.values())):
             continue
         a, b = {s: r[m] for s, r in runs.items()}, {s: r[m] for s, r in reference.items()}
-        ci, diffs = paired_interval(a, b), [a[s] - b[s] for s in sorted(set(a) & set(b))]
-        if ci["low"] is not None and verdict(ci["low"], ci["high"], 0, diffs) == "holds":     # "differs" holds
+        ci = paired_interval(a, b)
+        if resolved(ci):
             found.append(f"{m} {interval_text(ci)}")
     return found
 

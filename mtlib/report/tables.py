@@ -19,7 +19,7 @@ from .runs import (ablation_runs, cpu_use, finished_runs, gradient_frame, log_pa
                    method_telemetry, quiet_run, repo_path, runs_by_seed, seed_runs, shared_machine,
                    single_task_runs, timed_runs)
 from .stats import (MIN_SEEDS, claims_table, holm, interval_text, mean_std, paired_interval, paired_p, paired_text,
-                    resolved_tasks)
+                    resolved, resolved_tasks)
 
 
 def compare(runs: dict[str, dict], paper_rows: dict[str, str] | None = None) -> pd.DataFrame:
@@ -620,11 +620,12 @@ def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum",
             lines.append(f"- **{method}** vs {reference}: {metric} difference {ci['mean']:+.3f}; not resolved "
                          f"(n={ci['n']}).")
             continue
-        verdict = ("**beats**" if ci["low"] > 0 else "**is worse than**" if ci["high"] < 0
-                   else "is not distinguishable from")
-        if ci["low"] > 0:
+        verdict = ("is not distinguishable from" if not resolved(ci) else "**beats**" if ci["low"] > 0
+                   else "**is worse than**")
+        if resolved(ci) and ci["low"] > 0:
             winners.append(method)
-        lines.append(f"- **{method}** {verdict} {reference}: {metric} difference {ci['mean']:+.3f}, 95% interval "
+        why = f" ({ci['why']})" if ci["why"] else ""            # n < 3 or zero spread: no test, whatever the bounds
+        lines.append(f"- **{method}** {verdict} {reference}{why}: {metric} difference {ci['mean']:+.3f}, 95% interval "
                      f"[{ci['low']:+.3f}, {ci['high']:+.3f}] (paired over {ci['n']} seeds)."
                      + _resolved_per_task(by_seed, runs[reference], metric))
     if not lines:
