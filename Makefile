@@ -87,7 +87,7 @@ control: setup  ## the pre-training control: heads alone on the frozen encoder a
 	  $(PY) -m mtlib run pipeline=control para_head=$${h%-*} sts_head=$${h#*-} dropout=0 profile=$(PROFILE) seed=$$k \
 	    progress=false resume=true out_dir=$(HERE)/control/seed$$k/$$h || exit 1; done; done
 
-tables: setup  ## every device's results page, reports/runs.csv and the README's tables, from the committed runs (seconds)
+tables: setup  ## every device's results page, reports/runs.csv, profile.md, the README's and docs' tables, from the committed runs (seconds)
 	$(PY) -m mtlib tables --store $(STORE)
 
 # 07's exploration grid: each line of GRID is BEST with some knobs changed, and its seeds; each (line, seed) trains

@@ -237,3 +237,30 @@ def test_equal_compute_from_the_equal_data_row_where_no_novel_step_runs_are(tmp_
     # the CS + GS runs' own seeds: seed 2's 700 s alone, whatever novel seeds are named
     alone = equal_compute_steps(tmp_path, (0,), "04_cs_gs-no-dropout-equal-data", cs_gs_seeds=(2,))
     assert alone["cs_gs_step_s"] == pytest.approx(700 / 1238) and alone["steps"] == round(1200 / (700 / 1238))
+
+
+def test_a_parity_sentence_names_each_resolved_metric_and_the_widest_half_width_otherwise():
+    """`interval_sentence`, worked by hand: STS +.020, +.025, +.030 resolves (half-width t(.975, 2) · .005 / √3 =
+    .0124); SST -.01, +.01, 0 does not; Quora's +.01 on every seed has zero spread, which resolves nothing."""
+    from mtlib.report.stats import paired_interval
+    on = {0: {"sst_acc": .46, "para_acc": .80, "sts_pearson": .870, "overall": .70},
+          1: {"sst_acc": .45, "para_acc": .81, "sts_pearson": .860, "overall": .71},
+          2: {"sst_acc": .47, "para_acc": .82, "sts_pearson": .875, "overall": .72}}
+    moves = {"sst_acc": (-.01, .01, 0), "para_acc": (.01, .01, .01), "sts_pearson": (.020, .025, .030),
+             "overall": (0, .001, -.001)}
+    off = {s: {k: m[k] + moves[k][s] for k in m} for s, m in on.items()}
+    metrics = {k: paired_interval({s: m[k] for s, m in off.items()}, {s: m[k] for s, m in on.items()})
+               for k in cost.METRIC_NAMES}
+    assert metrics["para_acc"]["why"].startswith("zero spread") and metrics["sts_pearson"]["why"] is None
+    assert cost.interval_sentence(metrics, "the parity run") == (
+        "STS r higher in the parity run, +0.025 [+0.013, +0.037]; SST acc, Quora acc, overall not resolved")
+    still = {k: v for k, v in metrics.items()}
+    still["sts_pearson"] = metrics["sst_acc"]
+    assert cost.interval_sentence(still, "x") == "no metric resolved (zero spread: every seed gives the same " \
+                                                  "difference; widest half-width 0.025)"
+    one = {k: paired_interval({0: off[0][k]}, {0: on[0][k]}) for k in cost.METRIC_NAMES}
+    assert cost.interval_sentence(one, "x") == ("n = 1: no interval (SST acc -0.010, Quora acc +0.010, STS r +0.020, "
+                                                "overall +0.000)")
+    off[1]["sts_pearson"] = on[1]["sts_pearson"] + .021         # two seeds, +.020 and +.021: [+.014, +.027]
+    two = {k: paired_interval({s: off[s][k] for s in (0, 1)}, {s: on[s][k] for s in (0, 1)}) for k in cost.METRIC_NAMES}
+    assert two["sts_pearson"]["low"] > 0 and cost.interval_sentence(two, "x").startswith("no metric resolved (n < 3")

@@ -104,6 +104,21 @@ def test_every_claim_sentence_in_docs_is_generated_from_its_verdicts():
     assert not typed, f"verdicts typed by hand in docs/findings.md (generate them): {typed}"
 
 
+def test_the_parity_sentences_in_docs_speed_are_generated_and_fresh():
+    """docs/speed.md says what parity shows only in its generated block; reports/profile.md is `make tables`' too."""
+    from mtlib.report.cost import profile_page
+    text = (ROOT / "docs/speed.md").read_text(encoding="utf-8")
+    assert front.render(text, blocks=front.SPEED_BLOCKS, where="docs/speed.md") == text, (
+        "docs/speed.md is stale: run `make tables`")
+    block = text.split("<!-- tables:parity -->")[1].split("<!-- /tables:parity -->")[0]
+    assert "What differs: bf16 autocast" in block and "The machine:" in block
+    prose = re.sub(r"<!-- tables:(\w+) -->.*?<!-- /tables:\1 -->|`[^`]*`", "", text, flags=re.S)
+    typed = re.findall(r"\b(?:keeps parity|lowers|raises|restores|not resolved|higher|lower)\b", prose)
+    assert not typed, f"parity verdicts typed by hand in docs/speed.md (generate them): {typed}"
+    assert profile_page() == (ROOT / "reports/profile.md").read_text(encoding="utf-8"), (
+        "reports/profile.md is stale: run `make tables`")
+
+
 def test_a_missing_block_says_how_to_add_it():
     with pytest.raises(ValueError, match="<!-- tables:ladder -->"):
         front.render("no markers here")

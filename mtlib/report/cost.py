@@ -17,12 +17,13 @@ from .execute import ReportError
 from ..store import STORE
 from .paper import PLAN, ROWS, SAME_RUNS, equal_compute_epochs
 from .runs import ablation_runs, cpu_use, finished_runs, quiet_run, repo_path, shared_machine, steps, timed_runs
-from .stats import paired_interval
+from .stats import interval_text, paired_interval, resolved
 
 # ------------------------------------------------------------------ where a run's time goes
 # the device whose runs profile.md profiles (its rows' seeds, one seed of `make report`); parity and the machines
 # section read every device of the store
-PROFILED = f"{STORE}/amd-epyc-fp32-2t"
+PROFILED_KEY = "amd-epyc-fp32-2t"
+PROFILED = f"{STORE}/{PROFILED_KEY}"
 PHASES = ("data", "forward", "backward", "surgery", "optimizer")
 OUTSIDE = ("features", "eval", "checkpoint", "log")
 
@@ -99,19 +100,27 @@ def profile_runs(runs_dir: str | Path = PROFILED) -> list[Path]:
     return found
 
 
-def write_profile(run_dirs: list[str | Path] | None = None, out: str | Path = "reports/profile.md") -> Path:
-    """Profile every finished run given (default: profile_runs())."""
+def profile_page(run_dirs: list[str | Path] | None = None, store: str | Path = STORE) -> str:
+    """reports/profile.md's text: every finished run given profiled (default: `profile_runs()` of the profiled device
+    in `store`), one seed of `make report`, parity and the machines, and benchmarks/stages.py's savings."""
+    runs_dir = Path(store) / PROFILED_KEY
     if not run_dirs:
-        run_dirs = profile_runs()
+        run_dirs = profile_runs(runs_dir)
     if not run_dirs:
         raise ReportError("no finished runs to profile; pass run folders, or run `make report` first")
-    text = "\n".join([profile_markdown(run_dirs), seed_cost_markdown(profiled=run_dirs), parity_markdown(),
-                      machines_markdown()])
+    text = "\n".join([profile_markdown(run_dirs), seed_cost_markdown(runs_dir, profiled=run_dirs),
+                      parity_markdown(store), machines_markdown(store)])
     savings = repo_path("reports/stage-savings.json")
     if savings.exists():
         text += "\n" + savings_markdown(json.loads(savings.read_text()))
+    return text
+
+
+def write_profile(run_dirs: list[str | Path] | None = None, out: str | Path = "reports/profile.md",
+                  store: str | Path = STORE) -> Path:
+    """Write `profile_page` (`make profile`; `make tables` too, so it never lags the runs)."""
     path = repo_path(out)
-    atomic_write_text(path, text)
+    atomic_write_text(path, profile_page(run_dirs, store))
     return path
 
 
@@ -504,10 +513,30 @@ def _interval_rows(metrics: dict, higher: str) -> list[str]:
         if p["low"] is None:
             lines.append(f"| {name} | {p['mean']:+.3f} | n < 2 | not resolved |")
             continue
-        changed = p["low"] > 0 or p["high"] < 0
-        lines.append(f"| {name} | {p['mean']:+.3f} | [{p['low']:+.3f}, {p['high']:+.3f}] | "
-                     f"{(higher + ' is ' + ('higher' if p['low'] > 0 else 'lower')) if changed else 'not resolved'} |")
+        said = (f"{higher} is {'higher' if p['low'] > 0 else 'lower'}" if resolved(p)
+                else f"not resolved ({p['why']})" if p["why"] else "not resolved")
+        lines.append(f"| {name} | {p['mean']:+.3f} | [{p['low']:+.3f}, {p['high']:+.3f}] | {said} |")
     return lines
+
+
+def interval_sentence(metrics: dict, higher: str) -> str:
+    """One computed sentence from per-metric `paired_interval`s: each metric the interval resolves, with its
+    direction and interval, then what it leaves unresolved ("higher": what is higher where the difference is
+    positive, e.g. "off")."""
+    n = max(p["n"] for p in metrics.values())
+    if n < 2:
+        means = ", ".join(f"{METRIC_NAMES[k]} {p['mean']:+.3f}" for k, p in metrics.items())
+        return f"n = {n}: no interval ({means})"
+    moved = [k for k, p in metrics.items() if resolved(p)]
+    why = {p["why"] for p in metrics.values() if p["why"]}
+    said = [f"{METRIC_NAMES[k]} {'higher' if metrics[k]['low'] > 0 else 'lower'} in {higher}, "
+            f"{interval_text(metrics[k])}" for k in moved]
+    rest = [METRIC_NAMES[k] for k in metrics if k not in moved]
+    if not moved:
+        widest = max(metrics.values(), key=lambda p: p["high"] - p["low"])
+        return (f"no metric resolved ({sorted(why)[0] + '; ' if why else ''}widest half-width "
+                f"{(widest['high'] - widest['low']) / 2:.3f})")
+    return "; ".join(said) + (f"; {', '.join(rest)} not resolved" if rest else "")
 
 
 def _paired_markdown(rows: list[dict]) -> list[str]:
@@ -530,3 +559,21 @@ def _paired_markdown(rows: list[dict]) -> list[str]:
                   "| metric | first − second | 95% interval | they differ |", "|---|---|---|---|",
                   *_interval_rows(pair["metrics"], "yes: the first"), ""]
     return lines
+
+
+def parity_findings(runs_dir: str | Path = STORE) -> list[str]:
+    """docs/speed.md's generated sentences (`make tables`): what switching a piece of the fast path off changes, what
+    two ways of bucketing change against each other, and what the machine changes, each paired by seed and read
+    from its intervals (`interval_sentence`); reports/profile.md holds the tables behind them."""
+    rows = parity(runs_dir)
+    lines = [f"- **What differs: {', '.join(f['pieces']) or 'nothing in effect'}** (`{folder}`, n = "
+             f"{max(p['n'] for p in f['metrics'].values())}): {interval_sentence(f['metrics'], 'the parity run')}."
+             for folder, f in parity_paired(rows).items()]
+    lines += [f"- **`{Path(p['a']).name}` against `{Path(p['b']).name}`** (`{Path(p['a']).parent}`, n = "
+              f"{max(m['n'] for m in p['metrics'].values())}): {interval_sentence(p['metrics'], 'the first named')}."
+              for p in parity_between(rows)]
+    lines += [f"- **The machine: {p['b'].removeprefix('cpu: ')} against {p['a'].removeprefix('cpu: ')}** (one "
+              f"configuration and seed, {p['config']['precision']}; "
+              f"n = {max(m['n'] for m in p['metrics'].values())}): {interval_sentence(p['metrics'], 'the first named')}."
+              for p in across_machines(runs_dir)]
+    return lines or ["- No parity run yet: `make parity`."]

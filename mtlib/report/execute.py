@@ -7,6 +7,7 @@ import argparse
 import ast
 import dataclasses
 import json
+import logging
 import os
 import shlex
 import sys
@@ -19,7 +20,7 @@ from ..config import Config, ConfigError, field_defaults, parse_params
 from ..models import pick_device
 from ..notebook import ROOT
 from ..store import STORE, device_key
-from .front import FINDINGS_BLOCKS, devices, write_readme
+from .front import FINDINGS_BLOCKS, SPEED_BLOCKS, devices, write_readme
 from .index import write_index
 from .paper import AFTER, CPU_ONLY, FIGURE_SEED, ONCE, PLAN, SEEDS, equal_compute_epochs
 from .runs import repo_path
@@ -202,12 +203,17 @@ def _report_argv(label: str, seeds, profile: str | None, common: dict) -> tuple[
 
 
 def tables(store: str | Path = STORE, results: str | Path = RESULTS, readme: str | Path | None = "README.md") -> list[Path]:
-    """Every device's results page, the runs index and the README's generated blocks, from the store alone."""
+    """Every device's results page, the runs index, the README's and docs' generated blocks and reports/profile.md,
+    from the store alone."""
     written = [write_results(Path(store) / key, repo_path(results) / f"{key}.md") for key in devices(store)]
     written.append(write_index(store, Path(results).parent / "runs.csv"))
-    if readme:            # the README's tables, and docs/findings.md's sentences about each claim
+    if readme:            # the README's tables, docs/findings.md's sentence on each claim, docs/speed.md's on parity
         written.append(write_readme(readme, store))
         written.append(write_readme(Path(readme).parent / "docs" / "findings.md", store, FINDINGS_BLOCKS))
+        written.append(write_readme(Path(readme).parent / "docs" / "speed.md", store, SPEED_BLOCKS))
+        from .cost import PROFILED_KEY, profile_runs, write_profile     # here, not at the top: cost imports this
+        if profile_runs(Path(store) / PROFILED_KEY):                      # the device profile.md profiles
+            written.append(write_profile(out=Path(readme).parent / "reports" / "profile.md", store=store))
     return written
 
 
@@ -225,9 +231,18 @@ def _common_params(params: dict) -> dict:
     return dict(params)
 
 
+def _fields_beyond_the_cell(record: logging.LogRecord) -> bool:
+    """papermill warns of each parameter its notebook's parameters cell does not list. Every Config field is a
+    parameter by design, listed or not, and `mtlib.notebook.setup` checks what papermill injects (a name that is no
+    field fails there, with the valid choices): so those lines, e.g. for the progress this module sets, are noise."""
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
 def _papermill(notebook: str, executed: Path, params: dict, what: str) -> None:
     """Execute notebooks/<notebook>.ipynb into `executed`; a failing cell becomes one ReportError line."""
     import papermill as pm
+    if _fields_beyond_the_cell not in logging.getLogger("papermill").filters:
+        logging.getLogger("papermill").addFilter(_fields_beyond_the_cell)
     t0 = time.time()
     print(f"papermill notebooks/{notebook}.ipynb -> {executed} {params}", flush=True)
     try:       # paths relative to the repository root: the executed copy records no machine paths

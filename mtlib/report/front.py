@@ -1,7 +1,8 @@
-"""The README's generated blocks: the ladder, the best model and the claims, one row per device key, from the store.
+"""The generated blocks of the front pages: the README's ladder, best model and claims (one row per device key),
+docs/findings.md's sentence per claim and docs/speed.md's parity sentences, all from the store.
 
 `make tables` rewrites what lies between `<!-- tables:NAME -->` and `<!-- /tables:NAME -->` in README.md;
-tests/test_front.py fails when a block is stale. Every number in them is computed here from the runs' files.
+tests/test_tables.py fails when a block is stale. Every number in them is computed here from the runs' files.
 """
 from __future__ import annotations
 
@@ -150,10 +151,18 @@ def claim_sentences(tables: dict) -> list[str]:
     return lines
 
 
+def parity(store: str | Path = STORE) -> list[str]:
+    """docs/speed.md's sentences on the fast path's parity (`cost.parity_findings`; imported here, not at the top:
+    cost imports execute, which imports this module)."""
+    from .cost import parity_findings
+    return parity_findings(store)
+
+
 SIZE = {"excluded (ours smaller)": "excluded↓", "excluded (ours larger)": "excluded↑", "no effect in the report": "—"}
 METRIC = {"sst_acc": "SST", "para_acc": "Quora", "sts_pearson": "STS r", "overall": "mean"}
-BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims, "findings": findings}
+BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims, "findings": findings, "parity": parity}
 README_BLOCKS, FINDINGS_BLOCKS = ("ladder", "best", "claims"), ("findings",)     # README.md's; docs/findings.md's
+SPEED_BLOCKS = ("parity",)                                                        # docs/speed.md's
 
 
 def render(text: str, store: str | Path = STORE, blocks=README_BLOCKS, where: str = "README.md") -> str:
