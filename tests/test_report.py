@@ -434,3 +434,20 @@ def test_every_planned_multitask_epoch_fits_in_one_pass_over_the_data():
     for label, p in planned:
         if p["steps_per_epoch"] != "{equal_compute}":
             assert p["steps_per_epoch"] <= MULTITASK_PASS, label
+
+
+def test_make_report_hides_papermills_warning_for_a_field_beyond_the_cell_and_no_other(caplog):
+    """Every Config field is a notebook parameter, listed in its cell or not: papermill's "Passed unknown parameter"
+    line is noise there (notebook.setup checks the names), while its other warnings still show."""
+    import logging
+
+    from mtlib.report import execute
+    log = logging.getLogger("papermill")
+    log.addFilter(execute._fields_beyond_the_cell)
+    try:
+        with caplog.at_level("WARNING", logger="papermill"):
+            log.warning("Passed unknown parameter: progress")
+            log.warning("Input notebook does not contain a cell with tag 'parameters'")
+    finally:
+        log.removeFilter(execute._fields_beyond_the_cell)
+    assert [r.getMessage() for r in caplog.records] == ["Input notebook does not contain a cell with tag 'parameters'"]
