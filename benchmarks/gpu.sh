@@ -4,7 +4,8 @@
 # Jobs still running DEADLINE s after the start are stopped; finished runs (no checkpoints), executed notebooks,
 # figures and logs come back as tarballs under $OUT, and what resumes each unfinished run (its config.json, log and
 # checkpoints) as gpu-resume.tgz: the next call with RESUME=<that file> carried puts them back, and its jobs go on
-# from the checkpoints (resume=true). JOBS=<file> replaces the job list (one "name command" a line).
+# from the checkpoints (resume=true). JOBS=<file> replaces the job list (one "name command" a line); TASK=<name>
+# takes benchmarks/gpu-jobs/<name>.sh's.
 # Ray cannot come along (64 MiB travel), so this keeps its own small runner; docs/gpu.md has every variable.
 # Measured on one H200 (reports/runs/nvidia-h200/NOTES.md): 2026-11-28, 10 jobs at once, a 700-step rung took 2.6 min each;
 # 2026-11-30, 8 at once, 05_novel on the paper profile trained all its 5,977 steps and was stopped at 516 s while
@@ -50,6 +51,8 @@ fi
   for s in 0 1 2; do echo "opt-gsmean-$s $PY -m mtlib run pipeline=multitask combine=pcgrad reduction=mean sts_head=mlp dropout=0.1 profile=cpu precision=fp32 encoder=$ENC seed=$s progress=false resume=true out_dir=reports/runs/$KEY/02_gradient_surgery/seed$s/pcgrad_mean"; done
 } > /tmp/jobs.txt
 [ -n "${JOBS:-}" ] && cp "$JOBS" /tmp/jobs.txt
+# TASK=<name>: the job list of benchmarks/gpu-jobs/<name>.sh (what an issue still needs on a GPU), printed by it
+[ -n "${TASK:-}" ] && { . benchmarks/gpu-jobs/$TASK.sh > /tmp/jobs.txt || exit 6; }
 # a job named opt-* starts only before OPT_BY s (default 250): one that could not finish would slow the others
 # A job still running at DEADLINE gets SIGTERM, to its whole process group (a papermill kernel too), and SIGKILL 15 s
 # later. mtlib handles neither: a run stops where it is, its last checkpoint (every checkpoint_every steps and at each

@@ -57,3 +57,34 @@ def test_a_job_stopped_at_its_deadline_comes_back_resumable_and_the_next_call_re
     assert m["resumed"] and not (out2 / "gpu-resume.tgz").exists()
     with tarfile.open(out2 / "gpu-runs.tgz") as tar:
         assert f"{str(run).lstrip('/')}/metrics.json" in tar.getnames()
+
+
+def test_each_gpu_task_prints_jobs_whose_commands_mtlib_accepts():
+    """benchmarks/gpu-jobs/<task>.sh: each line a job, "name command"; a `mtlib run` job's items are a valid Config,
+    a `mtlib report` job names notebooks of the plan and Config fields; issue 29's control trains the Makefile's
+    CONTROL_HEADS, so a GPU call and `make control` train the same rows."""
+    import re
+
+    from mtlib.config import Config, parse_params
+    from mtlib.report.paper import PLAN
+    env = {**os.environ, "PY": "python", "ENC": ".gpu/minilm-fp16", "KEY": "nvidia-h200",
+           "R": "python -m mtlib report --execute --readme '' --results /tmp/results"}
+    for task in sorted((ROOT / "benchmarks" / "gpu-jobs").glob("*.sh")):
+        lines = subprocess.run(["bash", "-c", f". {task}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+        assert lines and len({line.split()[0] for line in lines}) == len(lines), f"{task.name}: job names repeat"
+        for line in lines:
+            name, *argv = shlex.split(line)
+            assert argv[:3] == ["python", "-m", "mtlib"], line
+            if argv[3] == "run":
+                Config.from_dict(parse_params(argv[4:]))
+            else:
+                assert argv[3] == "report", line
+                only = argv[argv.index("--only") + 1]
+                assert only in {label for _, _, label in PLAN}, line
+                Config.from_dict(parse_params(argv[argv.index("--set") + 1:argv.index("--profile")]))
+    heads = re.search(r"^CONTROL_HEADS \?= (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    lines = subprocess.run(["bash", "-c", ". benchmarks/gpu-jobs/issue29.sh"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    trained = {re.search(r"control/seed\d/(\S+)", line).group(1) for line in lines if "pipeline=control" in line}
+    assert trained == set(heads)
