@@ -103,3 +103,26 @@ def test_rows_that_move_a_task_with_the_mean_unmoved_are_named_under_the_table()
                        for i, d in enumerate((0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01))}}
     assert "- **ema=0.99**: sts_pearson +0.004 [+0.002, +0.005] (uncorrected only)." in _ablation_per_task(wide)
     assert _ablation_per_task({"best": runs["best"], "head_lr=0.001": runs["head_lr=0.001"]}) == []
+
+
+def test_the_selection_rule_names_a_row_at_the_bests_budget_that_resolves_above_it():
+    """`selection_check`, by hand: overall +.03, +.04, +.05 over the best resolves (t-interval +.04 ± .0248); a row
+    with more epochs that does the same is shown but not eligible; +.10 on two seeds, or on one, resolves nothing."""
+    from mtlib.report.tables import selection_check
+
+    def at(seed, overall, **config):
+        return {"overall": overall, "config": {"seed": seed, "pipeline": "multitask", "epochs": 1,
+                                               "steps_per_epoch": 700, **config}}
+    best = [at(0, .70), at(1, .72), at(2, .71)]
+    up = [.03, .04, .05]
+    rows = {"ema=0.99": [at(k, m["overall"] + up[k], ema=0.99) for k, m in enumerate(best)],
+            "epochs=2": [at(k, m["overall"] + up[k], epochs=2) for k, m in enumerate(best)],
+            "lr=0.0001": [at(k, best[k]["overall"] + .10, lr=1e-4) for k in (0, 1)],
+            "head_lr=0.001": [at(0, .90, head_lr=1e-3)]}
+    text = selection_check(best, rows)[0]
+    assert "(pipeline=multitask, epochs=1, steps_per_epoch=700)" in text
+    assert "break the rule: `ema=0.99` +0.040 [+0.015, +0.065] (n=3): the best should change." in text
+    assert text.endswith("At another budget, higher and resolved: `epochs=2` +0.040 [+0.015, +0.065] (n=3).")
+    assert "lr=0.0001" not in text and "head_lr" not in text
+    calm = selection_check(best, {k: v for k, v in rows.items() if k != "ema=0.99"})[0]
+    assert "No row at the best's budget does." in calm and "should change" not in calm
