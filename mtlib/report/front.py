@@ -34,10 +34,12 @@ def _cells(runs: dict[int, dict], keys=(*TASKS, "overall")) -> list[str]:
     return [mean_std([m[k] for m in runs.values()]) for k in keys]
 
 
-def minutes(runs: list[dict]) -> str:
+def minutes(runs: list[dict], unit: str = "") -> str:
     """Minutes per run over the runs that had the machine to themselves and ran in one process (`wall_text`'s
-    rule, without its note: the device's results page says how many were left out)."""
-    return wall_text(runs).split(" (")[0].replace("resumed", "—").replace(" ± ", "±")
+    rule, without its note: the device's results page says how many were left out), "shared" where none did."""
+    text = wall_text(runs)
+    return (text.split(" (")[0].replace("resumed", "—").replace(" ± ", "±") + unit
+            + (" shared" if text.endswith("(every run shared)") else ""))
 
 
 def ladder(store: str | Path = STORE) -> list[str]:
@@ -54,7 +56,7 @@ def ladder(store: str | Path = STORE) -> list[str]:
             last = [last_epoch(m)["overall"] for m in runs.values()]
             best = [m["overall"] for m in runs.values()]
             chosen = "" if last == best else f" (selected on dev: {mean_std(best).replace(' ± ', '±')})"
-            cells.append(f"{mean_std(last).replace(' ± ', '±')}{chosen} n={len(runs)}, {minutes(list(runs.values()))} min")
+            cells.append(f"{mean_std(last).replace(' ± ', '±')}{chosen} n={len(runs)}, {minutes(list(runs.values()), ' min')}")
         if set(cells) != {"—"}:            # a row no device has run yet: the results pages list it as not run
             lines.append(f"| {name.replace(' (not in the report)', '')} | "
                          f"{f'{PAPER[name][3]:.3f}' if name in PAPER else '—'} | " + " | ".join(cells) + " |")

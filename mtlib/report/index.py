@@ -3,8 +3,8 @@
     runs = pd.read_csv("reports/runs.csv")
     runs.groupby(["device", "encoder", "label", "row"])[["overall", "last_overall"]].agg(["mean", "std", "count"])
 
-`overall` & co. are the best dev epoch of the run's final stage (selected on dev, as the results pages show them);
-`last_*` its last epoch. `changed` lists the config fields that differ from their defaults; `command` trains the
+`overall` & co. are the epoch the run's final stage kept (`select`: the last by default; the best on dev for runs
+with `select=best` or made before that default), as the results pages show them; `last_*` its last epoch. `changed` lists the config fields that differ from their defaults; `command` trains the
 run again (its run.json's, else rebuilt from its config.json the same way).
 """
 from __future__ import annotations
