@@ -177,7 +177,9 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
              "or predates that default, which matters only for runs of several epochs: the README's ladder shows "
              "their last epoch, with the selected one beside) "
              f"(`{Path(runs_dir).as_posix()}/<notebook>/seed<k>/*/metrics.json`). The report's: Chada "
-             "& Jolly's tables (section 5.4). `overall` is the mean of the three metrics, as in the report.", ""]
+             "& Jolly's tables (section 5.4). `overall` is the mean of the three metrics, as in the report. Every Quora "
+             "number is optimistic and not comparable with the report's (Caveats, at the end: the split, and an "
+             "encoder that saw Quora duplicates).", ""]
     majority = next((m["majority"] for r in rows.values() for m in r.values() if "majority" in m), None)
     if majority:
         lines += [f"Read every row against the majority class on dev: always answering the most common training "
