@@ -4,8 +4,9 @@
     runs.groupby(["device", "encoder", "label", "row"])[["overall", "last_overall"]].agg(["mean", "std", "count"])
 
 `overall` & co. are the epoch the run's final stage kept (`select`: the last by default; the best on dev for runs
-with `select=best` or made before that default), as the results pages show them; `last_*` its last epoch. `changed` lists the config fields that differ from their defaults; `command` trains the
-run again (its run.json's, else rebuilt from its config.json the same way).
+with `select=best` or made before that default), as the results pages show them; `last_*` its last epoch.
+`changed` lists the config fields that differ from their defaults; `command` trains the run again (its run.json's,
+else rebuilt from its config.json the same way).
 """
 from __future__ import annotations
 
