@@ -119,3 +119,40 @@ def test_a_finding_says_when_its_interval_holds_zero_and_the_effect_alike():
         "consistent on dev-a; too wide to tell on dev-b. On dev-a the interval holds zero as well, so these seeds "
         "cannot tell an effect of that size from none.")
     assert "holds zero" not in said["- **(e) novel beats CS+GS (no dropout)"]
+
+
+def test_the_front_pages_summary_counts_the_reports_claims_by_their_verdicts_on_every_device():
+    """`front.summary_lines` on two hand-made devices: claim 0 holds on both, claim 1 on one, claim 2 holds where it
+    ran (one device); the rest of the report's eight hold nowhere, and (e')/(f), ours, never count. Sizes: 0 excluded
+    smaller on both, 1 larger on both, 3 smaller on one and larger on the other (excluded, neither side)."""
+    import pandas as pd
+
+    from mtlib.report import front
+    from mtlib.report.paper import CLAIMS
+
+    def device(cells):
+        rows = [{"n": 3, "verdict": "not resolved", "size": "too wide to tell"} for _ in CLAIMS]
+        for i, cell in cells.items():
+            rows[i] = {**rows[i], **cell}
+        for i in range(8, len(CLAIMS)):                      # (e') and (f): hold, yet not the report's claims
+            rows[i] = {"n": 3, "verdict": "holds", "size": "no effect in the report"}
+        return pd.DataFrame(rows)
+    a = device({0: {"verdict": "holds", "size": "excluded (ours smaller)"},
+                1: {"verdict": "holds", "size": "excluded (ours larger)"},
+                2: {"n": 0, "verdict": "not run", "size": "not run"},
+                3: {"size": "excluded (ours smaller)"}})
+    b = device({0: {"verdict": "holds", "size": "excluded (ours smaller)"},
+                1: {"size": "excluded (ours larger)"},
+                2: {"verdict": "holds", "size": "consistent"},
+                3: {"size": "excluded (ours larger)"}})
+    assert [CLAIMS[i][2] in front.PAPER and CLAIMS[i][3] in front.PAPER for i in range(len(CLAIMS))] == \
+        [True] * 8 + [False] * (len(CLAIMS) - 8)
+    means = {"a": {"sst_acc": .46, "para_acc": .84, "sts_pearson": .87, "overall": .72},     # the report: .528 .821
+             "b": {"sst_acc": .53, "para_acc": .80, "sts_pearson": .87, "overall": .70}}     # .776 .708
+    first, second = front.summary_lines({"a": a, "b": b}, means)
+    assert first == ("- Of the report's 8 claims (table below), 2 hold on every device that ran them, 1 on some, 5 on "
+                     "none; on every device our interval excludes the report's effect size for 3 (smaller: 1, larger: 1).")
+    assert "above on STS r, below on nothing, on every device" in second
+    means["b"]["sst_acc"] = .50
+    assert "above on STS r, below on SST, on every device" in front.summary_lines({"a": a}, means)[1]
+    assert len(front.summary_lines({"a": a}, {})) == 1                # no 07 run: no second line

@@ -120,7 +120,7 @@ def test_the_parity_sentences_in_docs_speed_are_generated_and_fresh():
 
 
 def test_a_missing_block_says_how_to_add_it():
-    with pytest.raises(ValueError, match="<!-- tables:ladder -->"):
+    with pytest.raises(ValueError, match="<!-- tables:summary -->"):
         front.render("no markers here")
 
 

@@ -72,7 +72,7 @@ def best_model(store: str | Path = STORE) -> list[str]:
         best = ablation_runs(repo_path(store) / key / "07_beyond").get("best", [])
         if best:
             by_seed = {m["config"]["seed"]: m for m in best}
-            lines.append(f"| 07's best configuration (chosen on dev among {chosen_among(repo_path(store) / key)}) "
+            lines.append(f"| 07's best (chosen on dev among {chosen_among(repo_path(store) / key)}) "
                          f"| {key} | " + " | ".join(_cells(by_seed))
                          + f" | {len(by_seed)} | {minutes(best)} |")
             found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in best])
@@ -94,14 +94,59 @@ def best_model(store: str | Path = STORE) -> list[str]:
     return lines
 
 
-def claims(store: str | Path = STORE) -> list[str]:
-    """Each claim: the report's effect (its two rows' difference), ours per device (mean [95% interval], n) and the
-    verdict, paired by seed within the device."""
+def claims_tables(store: str | Path = STORE) -> dict:
+    """{device key: its `claims_table`} for every device of the store that ran a rung."""
     tables = {}
     for key in devices(store):
         rows = {name: seed_runs(repo_path(store) / key, label, sub) for _, name, label, sub in ROWS}
         if any(rows.values()):
             tables[key] = claims_table(rows)
+    return tables
+
+
+def summary(store: str | Path = STORE) -> list[str]:
+    """The front page's first reading (`summary_lines`) from the store's claims tables and 07's best rows."""
+    best = {key: ablation_runs(repo_path(store) / key / "07_beyond").get("best", []) for key in devices(store)}
+    means = {key: {k: sum(m[k] for m in runs) / len(runs) for k in (*TASKS, "overall")}
+             for key, runs in best.items() if runs}
+    return summary_lines(claims_tables(store), means)
+
+
+def summary_lines(tables: dict, best_means: dict) -> list[str]:
+    """Counted from each device's `claims_table`: how many of the report's own claims hold on every device that ran
+    them, on some, on none, and for how many our interval excludes the report's effect size on every device; then,
+    from 07's best configuration's mean on each device ({key: {metric: mean}}), the metrics where it is above the
+    report's best row on every device and those where it is below on every device."""
+    ran_on = {}
+    for i, (_tag, _text, a, b, _metric, _sign) in enumerate(CLAIMS):
+        cells = [t.iloc[i] for t in tables.values() if t.iloc[i]["n"] > 0]
+        if a in PAPER and b in PAPER and cells:             # the report's own claims: (e') and (f) are ours
+            ran_on[i] = cells
+    every = [i for i, cells in ran_on.items() if all(c["verdict"] == "holds" for c in cells)]
+    some = [i for i, cells in ran_on.items() if i not in every and any(c["verdict"] == "holds" for c in cells)]
+    sizes = [{c["size"] for c in cells} for cells in ran_on.values()]
+    excluded = [s for s in sizes if all(v.startswith("excluded") for v in s)]
+    smaller, larger = (sum(s == {f"excluded (ours {w})"} for s in excluded) for w in ("smaller", "larger"))
+    lines = [f"- Of the report's {len(ran_on)} claims (table below), {len(every)} hold on every device that ran them, "
+             f"{len(some)} on some, {len(ran_on) - len(every) - len(some)} on none; on every device our interval "
+             f"excludes the report's effect size for {len(excluded)} (smaller: {smaller}, larger: {larger})."]
+    if best_means:
+        keys = (*TASKS, "overall")
+        above = [k for k in keys if all(m[k] > PAPER[BEST][keys.index(k)] for m in best_means.values())]
+        below = [k for k in keys if all(m[k] < PAPER[BEST][keys.index(k)] for m in best_means.values())]
+
+        def names(found: list[str]) -> str:
+            found = [METRIC[k] for k in found]
+            return " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found) or "nothing"
+        lines.append(f"- 07's best configuration against the report's best row, mean over seeds: above on "
+                     f"{names(above)}, below on {names(below)}, on every device (Quora caveat above).")
+    return lines
+
+
+def claims(store: str | Path = STORE) -> list[str]:
+    """Each claim: the report's effect (its two rows' difference), ours per device (mean [95% interval], n) and the
+    verdict, paired by seed within the device."""
+    tables = claims_tables(store)
     lines = ["| claim | metric | report | " + " | ".join(tables) + " |", "|---|---|---|" + "---|" * len(tables)]
     for i, (tag, text, a, b, metric, _sign) in enumerate(CLAIMS):
         index = ("sst_acc", "para_acc", "sts_pearson", "overall").index(metric)
@@ -162,8 +207,9 @@ def parity(store: str | Path = STORE) -> list[str]:
 
 SIZE = {"excluded (ours smaller)": "excluded↓", "excluded (ours larger)": "excluded↑", "no effect in the report": "—"}
 METRIC = {"sst_acc": "SST", "para_acc": "Quora", "sts_pearson": "STS r", "overall": "mean"}
-BLOCKS = {"ladder": ladder, "best": best_model, "claims": claims, "findings": findings, "parity": parity}
-README_BLOCKS, FINDINGS_BLOCKS = ("ladder", "best", "claims"), ("findings",)     # README.md's; docs/findings.md's
+BLOCKS = {"summary": summary, "ladder": ladder, "best": best_model, "claims": claims, "findings": findings,
+          "parity": parity}
+README_BLOCKS, FINDINGS_BLOCKS = ("summary", "ladder", "best", "claims"), ("findings",)   # README.md's; findings.md's
 SPEED_BLOCKS = ("parity",)                                                        # docs/speed.md's
 
 
