@@ -513,7 +513,7 @@ def _interval_rows(metrics: dict, higher: str) -> list[str]:
         if p["low"] is None:
             lines.append(f"| {name} | {p['mean']:+.3f} | n < 2 | not resolved |")
             continue
-        said = (f"{higher} is {'higher' if p['low'] > 0 else 'lower'}" if resolved(p)
+        said = (f"{higher} is {'higher' if resolved(p) > 0 else 'lower'}" if resolved(p)
                 else f"not resolved ({p['why']})" if p["why"] else "not resolved")
         lines.append(f"| {name} | {p['mean']:+.3f} | [{p['low']:+.3f}, {p['high']:+.3f}] | {said} |")
     return lines
@@ -529,7 +529,7 @@ def interval_sentence(metrics: dict, higher: str) -> str:
         return f"n = {n}: no interval ({means})"
     moved = [k for k, p in metrics.items() if resolved(p)]
     why = {p["why"] for p in metrics.values() if p["why"]}
-    said = [f"{METRIC_NAMES[k]} {'higher' if metrics[k]['low'] > 0 else 'lower'} in {higher}, "
+    said = [f"{METRIC_NAMES[k]} {'higher' if resolved(metrics[k]) > 0 else 'lower'} in {higher}, "
             f"{interval_text(metrics[k])}" for k in moved]
     rest = [METRIC_NAMES[k] for k in metrics if k not in moved]
     if not moved:

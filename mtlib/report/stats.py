@@ -30,9 +30,12 @@ def paired_interval(a: dict[int, float], b: dict[int, float], level: float = 0.9
             "why": degenerate(diffs) if seeds else "no seed in common"}
 
 
-def resolved(p: dict) -> bool:
-    """Whether a `paired_interval` excludes zero as a test may say: an interval, not degenerate, without zero."""
-    return p["low"] is not None and not p["why"] and (p["low"] > 0 or p["high"] < 0)
+def resolved(p: dict) -> int:
+    """Where a `paired_interval` excludes zero as a test may say (an interval, not degenerate): +1 above zero, -1
+    below; 0 where it resolves nothing."""
+    if p["low"] is None or p["why"]:
+        return 0
+    return 1 if p["low"] > 0 else -1 if p["high"] < 0 else 0
 
 
 MIN_SEEDS = 3          # fewer paired seeds resolve nothing: a 2-seed t-interval (1 degree of freedom) is no test

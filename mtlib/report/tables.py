@@ -467,7 +467,7 @@ def selection_check(best: list[dict], rows: dict[str, list[dict]]) -> list[str]:
     higher = {True: [], False: []}                  # at the best's budget, at another
     for name, seeds in rows.items():
         ci = paired_interval({k: m["overall"] for k, m in runs_by_seed(seeds).items()}, base)
-        if resolved(ci) and ci["low"] > 0:
+        if resolved(ci) > 0:
             same = all(_config(m).get(k) == v for m in seeds for k, v in budget.items())
             higher[same].append(f"`{name}` {interval_text(ci)} (n={ci['n']})")
     rule = ("**How the best is chosen (checked on these runs):** a configuration tried at the best's step budget "
@@ -665,9 +665,8 @@ def methods_conclusion(runs: dict[str, dict[int, dict]], reference: str = "sum",
             lines.append(f"- **{method}** vs {reference}: {metric} difference {ci['mean']:+.3f}; not resolved "
                          f"(n={ci['n']}).")
             continue
-        verdict = ("is not distinguishable from" if not resolved(ci) else "**beats**" if ci["low"] > 0
-                   else "**is worse than**")
-        if resolved(ci) and ci["low"] > 0:
+        verdict = {1: "**beats**", -1: "**is worse than**", 0: "is not distinguishable from"}[resolved(ci)]
+        if resolved(ci) > 0:
             winners.append(method)
         why = f" ({ci['why']})" if ci["why"] else ""            # n < 3 or zero spread: no test, whatever the bounds
         lines.append(f"- **{method}** {verdict} {reference}{why}: {metric} difference {ci['mean']:+.3f}, 95% interval "
