@@ -156,8 +156,9 @@ def test_each_encoder_has_its_own_folder_of_a_devices_store(encoder, key):
 
 def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(tmp_path):
     """<key>+<encoder> is a record of its own: its page, its rows; runs.csv names the device and the encoder apart,
-    and 07's "chosen on dev among N" counts the configurations tried with that encoder alone."""
-    from mtlib.report.tables import chosen_among
+    and 07's "chosen on dev among N" counts the configurations tried with that encoder alone; another encoder's best
+    row says it was chosen with the default encoder, and names its count."""
+    from mtlib.report.tables import chosen_among, chosen_text, grid_file
     fake_run(tmp_path / "runs/xeon-bf16-2t/01_baseline/seed0/baseline", sst_acc=0.41)
     fake_run(tmp_path / "runs/xeon-bf16-2t+mpnet/01_baseline/seed0/baseline", sst_acc=0.52)
     for key, rows in (("xeon-bf16-2t", ("best", "ema-0.99")), ("epyc-fp32-2t", ("best", "lr-0.0001")),
@@ -173,6 +174,11 @@ def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(t
     mp = frame[frame.folder.str.contains("xeon-bf16-2t\\+mpnet", regex=True)]
     assert sorted(zip(mp.label, mp.row)) == [("01_baseline", "baseline"), ("07_beyond", "best")]
     assert chosen_among(tmp_path / "runs/xeon-bf16-2t") == 3 and chosen_among(tmp_path / "runs/xeon-bf16-2t+mpnet") == 1
+    assert chosen_text(tmp_path / "runs/xeon-bf16-2t") == "chosen on dev among 3"
+    assert chosen_text(tmp_path / "runs/xeon-bf16-2t+mpnet") == "chosen with all-MiniLM-L6-v2 on dev among 3"
+    assert "chosen with all-MiniLM-L6-v2 on dev among 3 configurations" in mpnet
+    assert grid_file(tmp_path / "runs/xeon-bf16-2t+all-mpnet-base-v2") == "reports/explore-07-mpnet.txt"
+    assert grid_file(tmp_path / "runs/xeon-bf16-2t") == "reports/explore-07.txt"
 
 
 def test_results_show_07_beyonds_finished_runs_best_row_first(tmp_path):

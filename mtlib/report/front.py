@@ -14,7 +14,7 @@ from .paper import CLAIMS, OFF_FRONT, PAPER, ROWS
 from .ensemble import ensemble_cells, seed_ensemble
 from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
 from .stats import claims_table, mean_std
-from .tables import chosen_among, wall_text
+from .tables import chosen_text, wall_text
 
 TASKS = ("sst_acc", "para_acc", "sts_pearson")
 COLUMNS = ("SST acc", "Quora acc", "STS r", "mean")
@@ -72,7 +72,7 @@ def best_model(store: str | Path = STORE) -> list[str]:
         best = ablation_runs(repo_path(store) / key / "07_beyond").get("best", [])
         if best:
             by_seed = {m["config"]["seed"]: m for m in best}
-            lines.append(f"| 07's best (chosen on dev among {chosen_among(repo_path(store) / key)}) "
+            lines.append(f"| 07's best ({chosen_text(repo_path(store) / key)}) "
                          f"| {key} | " + " | ".join(_cells(by_seed))
                          + f" | {len(by_seed)} | {minutes(best)} |")
             found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in best])

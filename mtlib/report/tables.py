@@ -400,14 +400,36 @@ def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> lis
     return lines
 
 
-def chosen_among(runs_dir: str | Path) -> int:
+def chosen_among(runs_dir: str | Path, encoder: str | None = None) -> int:
     """How many configurations were scored on dev before 07's best was chosen: 07's ablation rows (the best among
     them) and the exploration grid's rows, on every device of the store that holds `runs_dir` (one choice for all
-    devices) whose encoder is `runs_dir`'s (<device key>+<encoder>: each encoder's best is chosen on its own)."""
-    found, encoder = set(), repo_path(runs_dir).name.partition("+")[2]
+    devices) whose encoder is `runs_dir`'s (<device key>+<encoder>), or `encoder`'s ("" for the default)."""
+    found = set()
+    encoder = repo_path(runs_dir).name.partition("+")[2] if encoder is None else encoder
     for key in (p for p in repo_path(runs_dir).parent.iterdir() if p.is_dir() and p.name.partition("+")[2] == encoder):
         found |= set(ablation_runs(key / "07_beyond")) | set(ablation_runs(key / "07_explore"))
     return len(found)
+
+
+def chosen_text(runs_dir: str | Path) -> str:
+    """How 07's best configuration of a folder was chosen: on dev among N with the folder's encoder, or, in another
+    encoder's folder (<device key>+<encoder>), with the default encoder, where 07 chose it; that encoder's own grid
+    (its 07_explore rows) can choose another row, which its results page shows beside this one."""
+    from ..config import DEFAULT_ENCODER
+    if "+" not in repo_path(runs_dir).name:
+        return f"chosen on dev among {chosen_among(runs_dir)}"
+    return f"chosen with {DEFAULT_ENCODER} on dev among {chosen_among(runs_dir, encoder='')}"
+
+
+def grid_file(runs_dir: str | Path) -> str:
+    """The exploration grid of a folder's encoder: reports/explore-07.txt, or reports/explore-07-<encoder>.txt's
+    shortest match for another encoder's folder (explore-07-mpnet.txt for +all-mpnet-base-v2)."""
+    encoder = repo_path(runs_dir).name.partition("+")[2]
+    if encoder:
+        for path in sorted(repo_path("reports").glob("explore-07-*.txt"), key=lambda p: len(p.name)):
+            if path.stem.removeprefix("explore-07-") in encoder:
+                return f"reports/{path.name}"
+    return "reports/explore-07.txt"
 
 
 def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
@@ -418,8 +440,8 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     root = repo_path(runs_dir)
     runs, tried = ablation_runs(root / "07_beyond"), ablation_runs(root / "07_explore")
     lines = ["## Beyond the report (07_beyond)", "",
-             f"The best configuration of `notebooks/07_beyond.ipynb` (what `make run` trains; chosen on dev among "
-             f"{chosen_among(root)} configurations, the rows below and those tried), then the same with one "
+             f"The best configuration of `notebooks/07_beyond.ipynb` (what `make run` trains; {chosen_text(root)} "
+             f"configurations, the rows below and those tried), then the same with one "
              "improvement set back to the report's choice at a time; Δ overall is each row minus the best row, over the seeds both ran. The project's first "
              "targets: SST ≥ 0.50, Quora ≥ 0.86, STS ≥ 0.89, overall ≥ 0.75.", ""]
     lines += (_table_markdown(runs) + _ablation_per_task(runs)) if runs else \
@@ -434,7 +456,7 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
         lines += ["### Other configurations tried (dev only, to choose the best)", "",
                   "Each row is the best configuration with the knobs its name gives changed "
                   f"(`{explore}/`); Δ overall is against the best row, over the seeds both ran. The rows and seeds are "
-                  f"`reports/explore-07.txt`: `make explore` trains each into `{explore}/<row>/seed<k>` on "
+                  f"`{grid_file(root)}`: `make explore` trains each into `{explore}/<row>/seed<k>` on "
                   "its device (a finished run is loaded, not trained again), and `python -m mtlib explore "
                   "--only <row> --print-commands` prints each run's command, `BEST` (`mtlib/report/paper.py`) with the "
                   "row's changes (each run's config.json has every value).", ""]
