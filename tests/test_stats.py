@@ -95,6 +95,8 @@ def test_the_ladder_reads_each_runs_last_epoch_and_labels_the_dev_selected_one(t
         assert last_epoch(m)["overall"] == last
     row = next(line for line in front.ladder(tmp_path) if line.startswith("| CS + GS, no dropout, novel's step count"))
     assert "0.690±0.010 (selected on dev: 0.710±0.010) n=3" in row
+    fake_run(tmp_path / "dev-1+mpnet" / "07_beyond" / "best" / "seed0")       # 07's best alone: no ladder column
+    assert "dev-1+mpnet" not in front.ladder(tmp_path)[0] and "| dev-1 |" in front.ladder(tmp_path)[0]
 
 
 def test_a_finding_says_when_its_interval_holds_zero_and_the_effect_alike():
@@ -156,3 +158,8 @@ def test_the_front_pages_summary_counts_the_reports_claims_by_their_verdicts_on_
     means["b"]["sst_acc"] = .50
     assert "above on STS r, below on SST, on every device" in front.summary_lines({"a": a}, means)[1]
     assert len(front.summary_lines({"a": a}, {})) == 1                # no 07 run: no second line
+    means["a+mpnet"] = {"sst_acc": .54, "para_acc": .87, "sts_pearson": .89, "overall": .77}  # another encoder
+    lines = front.summary_lines({"a": a}, means)
+    assert "above on STS r, below on SST, on every device" in lines[1] and "with" not in lines[1]
+    assert "with mpnet against the report's best row, mean over seeds: above on SST, Quora, STS r and mean, " \
+        "below on nothing" in lines[2]

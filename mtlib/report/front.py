@@ -43,8 +43,9 @@ def minutes(runs: list[dict], unit: str = "") -> str:
 
 
 def ladder(store: str | Path = STORE) -> list[str]:
-    """Each rung of the report's ladder that some device ran: the report's mean, then ours on every device."""
-    keys = devices(store)
+    """Each rung of the report's ladder that some device ran: the report's mean, then ours on every device that ran
+    a rung (a folder with 07's best alone, e.g. another encoder's, gets no column of dashes)."""
+    keys = [k for k in devices(store) if any(seed_runs(repo_path(store) / k, label, sub) for _, _, label, sub in ROWS)]
     lines = ["| rung | report | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for _, name, label, sub in ROWS:
         cells = []
@@ -116,7 +117,8 @@ def summary_lines(tables: dict, best_means: dict) -> list[str]:
     """Counted from each device's `claims_table`: how many of the report's own claims hold on every device that ran
     them, on some, on none, and for how many our interval excludes the report's effect size on every device; then,
     from 07's best configuration's mean on each device ({key: {metric: mean}}), the metrics where it is above the
-    report's best row on every device and those where it is below on every device."""
+    report's best row on every device and those where it is below on every device: one line per encoder (a key
+    <device>+<encoder> is another encoder's runs), so that a larger encoder's rows never mix with the default's."""
     ran_on = {}
     for i, (_tag, _text, a, b, _metric, _sign) in enumerate(CLAIMS):
         cells = [t.iloc[i] for t in tables.values() if t.iloc[i]["n"] > 0]
@@ -130,16 +132,18 @@ def summary_lines(tables: dict, best_means: dict) -> list[str]:
     lines = [f"- Of the report's {len(ran_on)} claims (table below), {len(every)} hold on every device that ran them, "
              f"{len(some)} on some, {len(ran_on) - len(every) - len(some)} on none; on every device our interval "
              f"excludes the report's effect size for {len(excluded)} (smaller: {smaller}, larger: {larger})."]
-    if best_means:
-        keys = (*TASKS, "overall")
-        above = [k for k in keys if all(m[k] > PAPER[BEST][keys.index(k)] for m in best_means.values())]
-        below = [k for k in keys if all(m[k] < PAPER[BEST][keys.index(k)] for m in best_means.values())]
+    keys = (*TASKS, "overall")
+    for encoder in sorted({k.partition("+")[2] for k in best_means}):   # one line per encoder, the default's first
+        means = [m for k, m in best_means.items() if k.partition("+")[2] == encoder]
+        above = [k for k in keys if all(m[k] > PAPER[BEST][keys.index(k)] for m in means)]
+        below = [k for k in keys if all(m[k] < PAPER[BEST][keys.index(k)] for m in means)]
 
         def names(found: list[str]) -> str:
             found = [METRIC[k] for k in found]
             return " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found) or "nothing"
-        lines.append(f"- 07's best configuration against the report's best row, mean over seeds: above on "
-                     f"{names(above)}, below on {names(below)}, on every device (Quora caveat above).")
+        lines.append(f"- 07's best configuration{f' with {encoder}' if encoder else ''} against the report's best row, "
+                     f"mean over seeds: above on {names(above)}, below on {names(below)}, on every device "
+                     f"(Quora caveat above).")
     return lines
 
 
