@@ -170,3 +170,29 @@ def test_the_front_page_lists_the_reports_claims_and_leaves_the_others_to_findin
     for tag in OFF_FRONT:
         assert f"| ({tag}) " not in table and f"- **({tag}) " in said
     assert "| (e') " in table and "| (e) " in table                 # (e') asks whether (e) is fair: it stays
+
+
+def test_docs_encoders_cost_table_is_generated_and_fresh():
+    text = (ROOT / "docs/encoders.md").read_text(encoding="utf-8")
+    assert front.render(text, blocks=front.ENCODER_BLOCKS, where="docs/encoders.md") == text, (
+        "docs/encoders.md is stale: run `make tables`")
+
+
+def test_the_encoder_cost_table_puts_measured_runs_beside_projections(tmp_path, monkeypatch):
+    """A measured <device>+<encoder> best row gives its quiet runs' minutes; a projection page without runs gives
+    its own estimate; each beside the default encoder's best on that device; a page that lost its line fails."""
+    from conftest import fake_run
+    (tmp_path / "reports/encoder-cost").mkdir(parents=True)
+    (tmp_path / "reports/encoder-cost/slow+big.md").write_text(
+        "# ...\n\n**One big run of 07's best configuration on `slow`: about 150 min, projected** (median)\n")
+    for key, minutes in (("fast", (6, 8)), ("fast+big", (16, 18)), ("slow", (20, 20))):
+        for seed, m in enumerate(minutes):
+            fake_run(tmp_path / f"reports/runs/{key}/07_beyond/best/seed{seed}", wall_s=60 * m, cpu_s=120 * m, threads=2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("mtlib.report.runs.ROOT", tmp_path, raising=False)
+    lines = front.encoder_cost(tmp_path / "reports/runs")
+    assert lines[2].startswith("| big | fast | 17.0±1.4 | measured, 2 runs") and lines[2].endswith("| 7.0±1.4 |")
+    assert lines[3].startswith("| big | slow | 150 | projected") and lines[3].endswith("| 20.0±0.0 |")
+    (tmp_path / "reports/encoder-cost/slow+big.md").write_text("# edited by hand\n")
+    with pytest.raises(ValueError, match="slow\\+big.md.*make encoder-cost"):
+        front.encoder_cost(tmp_path / "reports/runs")

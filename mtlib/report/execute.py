@@ -20,7 +20,7 @@ from ..config import Config, ConfigError, field_defaults, parse_params
 from ..models import pick_device
 from ..notebook import ROOT
 from ..store import STORE, device_key
-from .front import FINDINGS_BLOCKS, SPEED_BLOCKS, devices, write_readme
+from .front import ENCODER_BLOCKS, FINDINGS_BLOCKS, SPEED_BLOCKS, devices, write_readme
 from .index import write_index
 from .paper import AFTER, CPU_ONLY, FIGURE_SEED, ONCE, PLAN, SEEDS, equal_compute_epochs
 from .runs import repo_path
@@ -211,6 +211,7 @@ def tables(store: str | Path = STORE, results: str | Path = RESULTS, readme: str
         written.append(write_readme(readme, store))
         written.append(write_readme(Path(readme).parent / "docs" / "findings.md", store, FINDINGS_BLOCKS))
         written.append(write_readme(Path(readme).parent / "docs" / "speed.md", store, SPEED_BLOCKS))
+        written.append(write_readme(Path(readme).parent / "docs" / "encoders.md", store, ENCODER_BLOCKS))
         from .cost import PROFILED_KEY, profile_runs, write_profile     # here, not at the top: cost imports this
         if profile_runs(Path(store) / PROFILED_KEY):                      # the device profile.md profiles
             written.append(write_profile(out=Path(readme).parent / "reports" / "profile.md", store=store))

@@ -14,6 +14,7 @@ from .paper import CLAIMS, OFF_FRONT, PAPER, ROWS
 from .ensemble import ensemble_cells, seed_ensemble
 from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
 from .stats import claims_table, mean_std
+from ..notebook import shown
 from .tables import chosen_text, wall_text
 
 TASKS = ("sst_acc", "para_acc", "sts_pearson")
@@ -209,12 +210,40 @@ def parity(store: str | Path = STORE) -> list[str]:
     return parity_findings(store)
 
 
+def encoder_cost(store: str | Path = STORE) -> list[str]:
+    """docs/encoders.md's table: what one run of 07's best configuration costs with each encoder beyond the default,
+    per device, measured (the store's runs of <device>+<encoder>/07_beyond/best: minutes of the quiet ones) or
+    projected (`make encoder-cost`'s page reports/encoder-cost/<device>+<encoder>.md, its bold projection), beside
+    the default encoder's measured run on the same device."""
+    lines = ["| encoder | device | one run of 07's best (min) | measured or projected | the default encoder's (min) |",
+             "|---|---|---|---|---|"]
+    keys = {k for k in devices(store) if "+" in k and ablation_runs(repo_path(store) / k / "07_beyond").get("best")}
+    pages = {p.stem: p for p in repo_path("reports/encoder-cost").glob("*+*.md")}
+    for key in sorted(keys | set(pages)):
+        device, _, encoder = key.partition("+")
+        default = ablation_runs(repo_path(store) / device / "07_beyond").get("best", [])
+        beside = minutes(default) if default else "—"
+        if key in keys:
+            runs = ablation_runs(repo_path(store) / key / "07_beyond")["best"]
+            lines.append(f"| {encoder} | {device} | {minutes(runs)} | measured, {len(runs)} run{'s' * (len(runs) > 1)} "
+                         f"(`{shown(repo_path(store) / key / '07_beyond' / 'best')}/`) | {beside} |")
+        else:
+            text = pages[key].read_text(encoding="utf-8")
+            found = re.search(r"\*\*One .*?: about (\d+) min, projected\*\*", text)
+            if not found:
+                raise ValueError(f"{shown(pages[key])}: no '**One ... about N min, projected**' line; "
+                                 "write the page again with `make encoder-cost`")
+            lines.append(f"| {encoder} | {device} | {found.group(1)} | projected from the step-time ratio "
+                         f"(`{shown(pages[key])}`) | {beside} |")
+    return lines
+
+
 SIZE = {"excluded (ours smaller)": "excluded↓", "excluded (ours larger)": "excluded↑", "no effect in the report": "—"}
 METRIC = {"sst_acc": "SST", "para_acc": "Quora", "sts_pearson": "STS r", "overall": "mean"}
 BLOCKS = {"summary": summary, "ladder": ladder, "best": best_model, "claims": claims, "findings": findings,
-          "parity": parity}
+          "parity": parity, "encoder_cost": encoder_cost}
 README_BLOCKS, FINDINGS_BLOCKS = ("summary", "ladder", "best", "claims"), ("findings",)   # README.md's; findings.md's
-SPEED_BLOCKS = ("parity",)                                                        # docs/speed.md's
+SPEED_BLOCKS, ENCODER_BLOCKS = ("parity",), ("encoder_cost",)                     # docs/speed.md's, encoders.md's
 
 
 def render(text: str, store: str | Path = STORE, blocks=README_BLOCKS, where: str = "README.md") -> str:
