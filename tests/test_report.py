@@ -162,7 +162,7 @@ def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(t
     fake_run(tmp_path / "runs/xeon-bf16-2t/01_baseline/seed0/baseline", sst_acc=0.41)
     fake_run(tmp_path / "runs/xeon-bf16-2t+mpnet/01_baseline/seed0/baseline", sst_acc=0.52)
     for key, rows in (("xeon-bf16-2t", ("best", "ema-0.99")), ("epyc-fp32-2t", ("best", "lr-0.0001")),
-                      ("xeon-bf16-2t+mpnet", ("best",))):
+                      ("xeon-bf16-2t+mpnet", ("best",)), ("xeon-bf16-2t+other", ("best",))):
         for row in rows:
             fake_run(tmp_path / f"runs/{key}/07_beyond/{row}/seed0", config={
                 "profile": "cpu", "dropout": 0, "lr": 5e-5, "batch_size": 16, "epochs": 1, "steps_per_epoch": 700, "seed": 0})
@@ -177,6 +177,12 @@ def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(t
     assert chosen_text(tmp_path / "runs/xeon-bf16-2t") == "chosen on dev among 3"
     assert chosen_text(tmp_path / "runs/xeon-bf16-2t+mpnet") == "chosen with all-MiniLM-L6-v2 on dev among 3"
     assert "chosen with all-MiniLM-L6-v2 on dev among 3 configurations" in mpnet
+    assert "mpnet, this page's encoder, may have been pre-trained on Quora" in mpnet and "No targets are set" in mpnet
+    assert "--only 06_gradient_methods" in mpnet               # it has a rung: 06 is said to be missing
+    other = (tmp_path / "results/xeon-bf16-2t+other.md").read_text()   # 07 alone: no line on 06's missing runs
+    assert "--only 06_gradient_methods" not in other and "No run of the report's rungs" in other
+    base = (tmp_path / "results/xeon-bf16-2t.md").read_text()
+    assert "all-MiniLM-L6-v2, the default encoder, was pre-trained" in base and "SST ≥ 0.50" in base
     assert grid_file(tmp_path / "runs/xeon-bf16-2t+all-mpnet-base-v2") == "reports/explore-07-mpnet.txt"
     assert grid_file(tmp_path / "runs/xeon-bf16-2t") == "reports/explore-07.txt"
 

@@ -84,7 +84,7 @@ def test_the_ladder_reads_each_runs_last_epoch_and_labels_the_dev_selected_one(t
     import json
     from conftest import fake_run
     from mtlib.report import front
-    from mtlib.report.runs import last_epoch
+    from mtlib.report.runs import last_epoch, seed_runs
     for seed, (best, last) in enumerate(((0.70, 0.68), (0.71, 0.69), (0.72, 0.70))):
         folder = tmp_path / "dev-1" / "04_cs_gs-no-dropout-novel-steps" / f"seed{seed}" / "cs_gs"
         fake_run(folder)
@@ -95,6 +95,11 @@ def test_the_ladder_reads_each_runs_last_epoch_and_labels_the_dev_selected_one(t
         assert last_epoch(m)["overall"] == last
     row = next(line for line in front.ladder(tmp_path) if line.startswith("| CS + GS, no dropout, novel's step count"))
     assert "0.690±0.010 (selected on dev: 0.710±0.010) n=3" in row
+    assert front.off_front_rows() == {"GS, mean reduction (not in the report)"}   # (f)'s alone: off the README
+    mean = tmp_path / "dev-1" / "02_gradient_surgery" / "seed0" / "pcgrad_mean"
+    fake_run(mean)
+    assert seed_runs(tmp_path / "dev-1", "02_gradient_surgery", "pcgrad_mean")
+    assert not any(line.startswith("| GS, mean reduction") for line in front.ladder(tmp_path))
     fake_run(tmp_path / "dev-1+mpnet" / "07_beyond" / "best" / "seed0")       # 07's best alone: no ladder column
     assert "dev-1+mpnet" not in front.ladder(tmp_path)[0] and "| dev-1 |" in front.ladder(tmp_path)[0]
 
@@ -154,12 +159,12 @@ def test_the_front_pages_summary_counts_the_reports_claims_by_their_verdicts_on_
     first, second = front.summary_lines({"a": a, "b": b}, means)
     assert first == ("- Of the report's 8 claims (table below), 2 hold on every device that ran them, 1 on some, 5 on "
                      "none; on every device our interval excludes the report's effect size for 3 (smaller: 1, larger: 1).")
-    assert "above on STS r, below on nothing, on every device" in second
+    assert "on every device: above on STS r, below on nothing" in second
     means["b"]["sst_acc"] = .50
-    assert "above on STS r, below on SST, on every device" in front.summary_lines({"a": a}, means)[1]
+    assert "on every device: above on STS r, below on SST" in front.summary_lines({"a": a}, means)[1]
     assert len(front.summary_lines({"a": a}, {})) == 1                # no 07 run: no second line
     means["a+mpnet"] = {"sst_acc": .54, "para_acc": .87, "sts_pearson": .89, "overall": .77}  # another encoder
     lines = front.summary_lines({"a": a}, means)
-    assert "above on STS r, below on SST, on every device" in lines[1] and "with" not in lines[1]
-    assert "with mpnet against the report's best row, mean over seeds: above on SST, Quora, STS r and mean, " \
-        "below on nothing" in lines[2]
+    assert "on every device: above on STS r, below on SST" in lines[1] and "with" not in lines[1]
+    assert "with mpnet against the report's best row, mean over seeds, on every device: above on SST, Quora, STS r " \
+        "and mean, below on nothing" in lines[2]

@@ -43,12 +43,21 @@ def minutes(runs: list[dict], unit: str = "") -> str:
             + (" shared" if text.endswith("(every run shared)") else ""))
 
 
+def off_front_rows() -> set[str]:
+    """Rows that only OFF_FRONT claims compare (02's mean reduction): on the results pages, not the README's ladder.
+    A control row, which no claim compares, stays (the ladder reads each rung against it)."""
+    front = {n for tag, _, a, b, _, _ in CLAIMS if tag not in OFF_FRONT for n in (a, b)}
+    return {n for tag, _, a, b, _, _ in CLAIMS if tag in OFF_FRONT for n in (a, b)} - front - set(PAPER)
+
+
 def ladder(store: str | Path = STORE) -> list[str]:
     """Each rung of the report's ladder that some device ran: the report's mean, then ours on every device that ran
     a rung (a folder with 07's best alone, e.g. another encoder's, gets no column of dashes)."""
     keys = [k for k in devices(store) if any(seed_runs(repo_path(store) / k, label, sub) for _, _, label, sub in ROWS)]
     lines = ["| rung | report | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for _, name, label, sub in ROWS:
+        if name in off_front_rows():
+            continue
         cells = []
         for key in keys:
             runs = seed_runs(repo_path(store) / key, label, sub)
@@ -58,7 +67,7 @@ def ladder(store: str | Path = STORE) -> list[str]:
             last = [last_epoch(m)["overall"] for m in runs.values()]
             best = [m["overall"] for m in runs.values()]
             chosen = "" if last == best else f" (selected on dev: {mean_std(best).replace(' ± ', '±')})"
-            cells.append(f"{mean_std(last).replace(' ± ', '±')}{chosen} n={len(runs)}, {minutes(list(runs.values()), ' min')}")
+            cells.append(f"{mean_std(last).replace(' ± ', '±')}{chosen} n={len(runs)}, {minutes(list(runs.values()))}")
         if set(cells) != {"—"}:            # a row no device has run yet: the results pages list it as not run
             lines.append(f"| {name.replace(' (not in the report)', '')} | "
                          f"{f'{PAPER[name][3]:.3f}' if name in PAPER else '—'} | " + " | ".join(cells) + " |")
@@ -142,9 +151,8 @@ def summary_lines(tables: dict, best_means: dict) -> list[str]:
         def names(found: list[str]) -> str:
             found = [METRIC[k] for k in found]
             return " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found) or "nothing"
-        lines.append(f"- 07's best configuration{f' with {encoder}' if encoder else ''} against the report's best row, "
-                     f"mean over seeds: above on {names(above)}, below on {names(below)}, on every device "
-                     f"(Quora caveat above).")
+        lines.append(f"- 07's best{f' with {encoder}' if encoder else ''} against the report's best row, mean over "
+                     f"seeds, on every device: above on {names(above)}, below on {names(below)} (Quora caveat above).")
     return lines
 
 
