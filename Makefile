@@ -80,12 +80,15 @@ report: setup  ## every notebook for every seed (SEEDS="0 1 2") into reports/run
 
 # The pre-training control (results pages, third table): each head set a headline row uses -- the baseline's MLP heads,
 # the cosine STS head of CS, CS + GS and the novel pipeline, 07's best (sbert pair features) -- trained on the encoder as
-# shipped, frozen (pipeline=control), into this machine's part of the store; resumes.
+# shipped, frozen (pipeline=control), into this machine's part of the store; resumes. ENCODER=all-mpnet-base-v2
+# CONTROL_HEADS=sbert-cosine: that encoder's control, into <device key>+all-mpnet-base-v2/control/.
 CONTROL_HEADS ?= concat-mlp concat-cosine sbert-cosine
+ENCODER ?=
 control: setup  ## the pre-training control: heads alone on the frozen encoder as shipped -> reports/runs/<device key>/control/
 	for k in $(SEEDS); do for h in $(CONTROL_HEADS); do \
 	  $(PY) -m mtlib run pipeline=control para_head=$${h%-*} sts_head=$${h#*-} dropout=0 profile=$(PROFILE) seed=$$k \
-	    progress=false resume=true out_dir=$(HERE)/control/seed$$k/$$h || exit 1; done; done
+	    $(if $(ENCODER),encoder=$(ENCODER)) progress=false resume=true out_dir=$(HERE_ENCODER)/control/seed$$k/$$h \
+	    || exit 1; done; done
 
 tables: setup  ## every device's results page, reports/runs.csv, profile.md, the README's and docs' tables, from the committed runs (seconds)
 	$(PY) -m mtlib tables --store $(STORE)
@@ -123,6 +126,9 @@ encoder-cost: setup  ## another encoder's step and inference time against MiniLM
 # PARITY_SEEDS="0": one seed each.
 PARITY_SEEDS ?= $(SEEDS)
 HERE = $(STORE)/$(shell $(PY) -c "from mtlib.store import here; print(here())")
+# ENCODER's folder of this machine's device key (HERE for the default encoder; units.store_key)
+HERE_ENCODER = $(STORE)/$(shell $(PY) -c "from mtlib.store import here; from mtlib.report.units import store_key; \
+  print(store_key(here(), '$(ENCODER)' or None))")
 PARITY_RUN := $(PY) -m mtlib run profile=$(PROFILE) progress=false resume=true
 NATIVE_BF16 := $(PY) -c "import sys; from mtlib.config import Config; from mtlib.models import pick_device, use_bf16; \
   c = Config(profile='$(PROFILE)'); sys.exit(not use_bf16(c, pick_device(c)))"

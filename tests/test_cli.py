@@ -120,3 +120,16 @@ def test_profile_of_one_run_prints_it_and_leaves_profile_md_alone(tiny_config, c
     monkeypatch.setattr(cost, "write_profile", lambda *a, **k: written.append(a))
     r = cli("profile", tiny_config["out_dir"])
     assert r.returncode == 0 and "| whole run |" in r.stdout and "Share of the run's" in r.stdout and not written
+
+
+@pytest.mark.parametrize("encoder", ["", "all-mpnet-base-v2"])
+def test_make_control_trains_into_the_encoders_own_folder(encoder):
+    """`make control ENCODER=...` trains that encoder's control into <device key>+<encoder>/control/, where its
+    results page and best table read it; without ENCODER, into the device key's folder, with no encoder= at all."""
+    from mtlib.report.units import store_key
+    from mtlib.store import here
+    out = subprocess.run(["make", "-n", "control", "SEEDS=0", "CONTROL_HEADS=sbert-cosine", f"ENCODER={encoder}"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    line = " ".join(out.split())
+    assert f"out_dir=reports/runs/{store_key(here(), encoder or None)}/control/seed$k/$h" in line
+    assert ("encoder=all-mpnet-base-v2" in line) == bool(encoder)
