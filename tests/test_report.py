@@ -181,6 +181,11 @@ def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(t
     assert "--only 06_gradient_methods" in mpnet               # it has a rung: 06 is said to be missing
     other = (tmp_path / "results/xeon-bf16-2t+other.md").read_text()   # 07 alone: no line on 06's missing runs
     assert "--only 06_gradient_methods" not in other and "No run of the report's rungs" in other
+    fake_run(tmp_path / "runs/xeon-bf16-2t+other/control/seed0/sbert-cosine", sst_acc=0.44)     # and a control:
+    main(["--store", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--readme", ""])
+    other = (tmp_path / "results/xeon-bf16-2t+other.md").read_text()   # its table, not the rungs' empty ones
+    assert "| Control: frozen encoder, 07's best heads | 0.440 |" in other and "| Baseline | not run" not in other
+    assert "--only 06_gradient_methods" not in other and "claims, tested" not in other
     base = (tmp_path / "results/xeon-bf16-2t.md").read_text()
     assert "all-MiniLM-L6-v2, the default encoder, was pre-trained" in base and "SST ≥ 0.50" in base
     assert grid_file(tmp_path / "runs/xeon-bf16-2t+all-mpnet-base-v2") == "reports/explore-07-mpnet.txt"

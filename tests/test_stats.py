@@ -100,7 +100,8 @@ def test_the_ladder_reads_each_runs_last_epoch_and_labels_the_dev_selected_one(t
     fake_run(mean)
     assert seed_runs(tmp_path / "dev-1", "02_gradient_surgery", "pcgrad_mean")
     assert not any(line.startswith("| GS, mean reduction") for line in front.ladder(tmp_path))
-    fake_run(tmp_path / "dev-1+mpnet" / "07_beyond" / "best" / "seed0")       # 07's best alone: no ladder column
+    fake_run(tmp_path / "dev-1+mpnet" / "07_beyond" / "best" / "seed0")       # 07's best and the control alone:
+    fake_run(tmp_path / "dev-1+mpnet" / "control" / "seed0" / "sbert-cosine")  # no ladder column
     assert "dev-1+mpnet" not in front.ladder(tmp_path)[0] and "| dev-1 |" in front.ladder(tmp_path)[0]
 
 

@@ -52,8 +52,9 @@ def off_front_rows() -> set[str]:
 
 def ladder(store: str | Path = STORE) -> list[str]:
     """Each rung of the report's ladder that some device ran: the report's mean, then ours on every device that ran
-    a rung (a folder with 07's best alone, e.g. another encoder's, gets no column of dashes)."""
-    keys = [k for k in devices(store) if any(seed_runs(repo_path(store) / k, label, sub) for _, _, label, sub in ROWS)]
+    a rung (a folder with 07's best or the control alone, e.g. another encoder's, gets no column of dashes)."""
+    keys = [k for k in devices(store) if any(seed_runs(repo_path(store) / k, label, sub)
+                                             for _, _, label, sub in ROWS if label != "control")]
     lines = ["| rung | report | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for _, name, label, sub in ROWS:
         if name in off_front_rows():

@@ -186,10 +186,14 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
                   f"label scores SST {majority['sst_acc']:.3f} and Quora {majority['para_acc']:.3f}.", ""]
     meta = []
     rungs = any(rows.values())        # a folder of another machine's runs may hold 06 or 07 alone
-    if not rungs:
+    # the rungs proper (01-05, not the control): without them, 02, 06 and the claims are not said to be missing
+    ladder = any(rows[name] for _, name, label, _ in ROWS if label != "control")
+    if not ladder:
         lines += ["No run of the report's rungs (01-05) in this folder, so neither their tables nor the claims: "
                   "`make report` on this device trains them.", ""]
     for table, title in (RUNG_TABLES if rungs else ()):
+        if not ladder and not any(rows[name] for t, name, _, _ in ROWS if t == table):
+            continue                  # the control alone: its table, not the rungs' empty ones
         start = len(lines)
         lines += [f"## {title}", "",
                   "| model | SST acc | Quora acc | STS r | overall | n | report SST | report Quora | report STS "
@@ -209,9 +213,9 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
         if any(": ensemble of " in line for line in lines[start:]):
             lines += ["", ENSEMBLE_NOTE]
         lines.append("")
-    lines += (single_task_markdown(runs_dir) + merges_markdown(runs_dir) + methods_markdown(runs_dir, meta, say_missing=rungs)
-              + _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir, say_missing=rungs))
-    if rungs:
+    lines += (single_task_markdown(runs_dir) + merges_markdown(runs_dir) + methods_markdown(runs_dir, meta, say_missing=ladder)
+              + _beyond_markdown(runs_dir, meta) + pcgrad_seeds_markdown(runs_dir, say_missing=ladder))
+    if ladder:
         lines += claims_markdown(claims_table(rows))
     lines += ["", "## Runs", "", "| model | seed | folder | device | precision | encoder | profile | dropout | lr | batch "
               "| epochs × steps | mtlib commit | wall (min) | CPU use | finished |",
