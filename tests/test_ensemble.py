@@ -221,7 +221,7 @@ def test_the_results_page_and_the_front_page_gain_an_ensemble_row(tmp_path):
     assert sum(line.startswith("|") and "ensemble of" in line for line in page) == 1   # no other row has them
     assert page[row + 2:].index("") < page[row + 2:].index(ENSEMBLE_NOTE)     # said once, under the table
     best = front.best_model(store.parent)
-    assert any(line.startswith(f"| 07's best configuration, ensemble of 3 seeds | {store.name} | ") for line in best)
+    assert any(line.startswith(f"| 07's best, ensemble of its 3 seeds | {store.name} | ") for line in best)
 
     (seeds[1] / PROBABILITIES).unlink()              # a seed without probabilities: no ensemble row, the page as before
     assert not any("ensemble of" in line for line in results_markdown(store).splitlines())

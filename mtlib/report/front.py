@@ -32,7 +32,8 @@ def _paper(name: str) -> str:
 
 
 def _cells(runs: dict[int, dict], keys=(*TASKS, "overall")) -> list[str]:
-    return [mean_std([m[k] for m in runs.values()]) for k in keys]
+    """"0.460±0.004" per metric: the ladder's form, one word a cell on a front page capped in words."""
+    return [mean_std([m[k] for m in runs.values()]).replace(" ± ", "±") for k in keys]
 
 
 def minutes(runs: list[dict], unit: str = "") -> str:
@@ -89,7 +90,7 @@ def best_model(store: str | Path = STORE) -> list[str]:
                          + f" | {len(by_seed)} | {minutes(best)} |")
             found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in best])
             if found:       # every seed saved its probabilities: their average, beside the seeds' mean
-                lines.append(f"| 07's best configuration, ensemble of {len(best)} seeds | {key} | "
+                lines.append(f"| 07's best, ensemble of its {len(best)} seeds | {key} | "
                              + " | ".join(ensemble_cells(found, best)) + f" | {len(best)} | |")
         for row, runs in single_task_runs(repo_path(store) / key).items():
             c = next(iter(runs.values()))["config"]
