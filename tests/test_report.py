@@ -468,3 +468,33 @@ def test_make_report_hides_papermills_warning_for_a_field_beyond_the_cell_and_no
     finally:
         log.removeFilter(execute._fields_beyond_the_cell)
     assert [r.getMessage() for r in caplog.records] == ["Input notebook does not contain a cell with tag 'parameters'"]
+
+
+def test_another_encoders_grid_chooses_the_highest_seed0_run_under_the_cap(tmp_path):
+    """Issue 30's screening: one seed per configuration, the highest dev overall among runs of at most 60 minutes
+    is chosen (a faster row below a slower, higher one); once it has 3 seeds the README's best table shows it."""
+    from mtlib.report import front
+    from mtlib.report.tables import screening_choice, screening_text
+    key = tmp_path / "dev+big"
+
+    def run(row, seed, sst, minutes):
+        folder = key / ("07_beyond" if row == "best" else "07_explore") / row / f"seed{seed}"
+        fake_run(folder, sst_acc=sst, wall_s=60.0 * minutes,
+                 config={"profile": "cpu", "dropout": 0, "lr": 5e-5, "batch_size": 16, "epochs": 1,
+                         "steps_per_epoch": 700, "seed": seed, "out_dir": str(folder)})
+    for seed in range(3):
+        run("best", seed, 0.50, 17)
+    run("ema-0.99", 0, 0.52, 18)                     # higher, under the cap: chosen
+    run("epochs-2", 0, 0.55, 61)                     # highest, over the cap: reported, not chosen
+    run("lr-0.00003", 0, 0.49, 17)
+    best, tried = ablation_runs(key / "07_beyond")["best"], ablation_runs(key / "07_explore")
+    chosen, scores, over = screening_choice(best, tried)
+    assert (chosen, over, len(scores)) == ("ema=0.99", ["epochs=2"], 4)         # rows named as on the page
+    text = screening_text(best, tried)[0]
+    assert "Now, among 4: `ema=0.99` (seed 0 overall" in text and "1 seed trained" in text and "`epochs=2`" in text
+    assert not any(line.startswith("| 07's grid at this scale") for line in front.best_model(tmp_path))
+    for seed in (1, 2):
+        run("ema-0.99", seed, 0.53, 18)
+    row = next(line for line in front.best_model(tmp_path) if line.startswith("| 07's grid at this scale"))
+    assert row.startswith("| 07's grid at this scale: ema=0.99 (chosen on dev among 4) | dev+big | 0.527±0.006 |")
+    assert screening_choice(best[1:], {}) == (None, {}, [])     # no seed-0 run: nothing chosen yet

@@ -13,9 +13,9 @@ from ..store import STORE
 from .paper import CLAIMS, OFF_FRONT, PAPER, ROWS
 from .ensemble import ensemble_cells, seed_ensemble
 from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
-from .stats import claims_table, mean_std
+from .stats import MIN_SEEDS, claims_table, mean_std
 from ..notebook import shown
-from .tables import chosen_text, wall_text
+from .tables import chosen_text, screening_choice, wall_text
 
 TASKS = ("sst_acc", "para_acc", "sts_pearson")
 COLUMNS = ("SST acc", "Quora acc", "STS r", "mean")
@@ -88,6 +88,13 @@ def best_model(store: str | Path = STORE) -> list[str]:
             lines.append(f"| 07's best ({chosen_text(repo_path(store) / key)}) "
                          f"| {key} | " + " | ".join(_cells(by_seed))
                          + f" | {len(by_seed)} | {minutes(best)} |")
+            if "+" in key:      # another encoder: its own grid's choice, once trained with MIN_SEEDS seeds
+                tried = ablation_runs(repo_path(store) / key / "07_explore")
+                chosen, scores, _ = screening_choice(best, tried)
+                if chosen not in (None, "best") and len(tried[chosen]) >= MIN_SEEDS:
+                    runs = {m["config"]["seed"]: m for m in tried[chosen]}
+                    lines.append(f"| 07's grid at this scale: {chosen} (chosen on dev among {len(scores)}) | {key} | "
+                                 + " | ".join(_cells(runs)) + f" | {len(runs)} | {minutes(tried[chosen])} |")
             found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in best])
             if found:       # every seed saved its probabilities: their average, beside the seeds' mean
                 lines.append(f"| 07's best, ensemble of its {len(best)} seeds | {key} | "

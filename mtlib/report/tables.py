@@ -497,7 +497,9 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
                   "row's changes (each run's config.json has every value).", ""]
         rows = {**({"best": runs["best"]} if "best" in runs else {}), **tried}
         lines += _table_markdown(rows) + _ablation_per_task(rows)
-    if "best" in runs:
+    if "best" in runs and "+" in root.name:        # another encoder: its grid screens one seed per configuration
+        lines += screening_text(runs["best"], tried)
+    elif "best" in runs:
         lines += selection_check(runs["best"], {**{k: v for k, v in runs.items() if k != "best"}, **tried})
     for label, found in (("07", runs), ("07, tried", tried)):
         for name, seeds in found.items():
@@ -506,6 +508,40 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
                 meta.append(_run_line(f"{label}: {name}", m["config"]["seed"],
                                       f"{folder.parent.parent.name}/{folder.parent.name}/{folder.name}", m))
     return lines
+
+
+# Issue 30's cap on one run of the configuration chosen at another encoder's scale (2 CPU cores, native bf16)
+SCREEN_CAP_MIN = 60
+
+
+def screening_choice(best: list[dict], tried: dict[str, list[dict]], cap: float = SCREEN_CAP_MIN):
+    """Another encoder's grid (reports/explore-07-<encoder>.txt) is screened with one seed per configuration: each
+    row's seed-0 run beside the best's seed 0. The highest dev `overall` among the runs that took at most `cap`
+    minutes is chosen (then trained with 3 seeds). Returns (chosen row, {row: seed-0 overall}, [rows over the cap]);
+    chosen is None where no seed-0 run is under the cap."""
+    seed0 = {name: next((m for m in seeds if m["config"].get("seed") == 0), None)
+             for name, seeds in {"best": best, **tried}.items()}
+    seed0 = {name: m for name, m in seed0.items() if m is not None}
+    over = [name for name, m in seed0.items() if m.get("wall_s", 0) / 60 > cap]
+    eligible = {name: m["overall"] for name, m in seed0.items() if name not in over}
+    chosen = max(eligible, key=eligible.get) if eligible else None
+    return chosen, {name: m["overall"] for name, m in seed0.items()}, over
+
+
+def screening_text(best: list[dict], tried: dict[str, list[dict]]) -> list[str]:
+    """The results page's rule and verdict for another encoder's grid (`screening_choice`)."""
+    chosen, scores, over = screening_choice(best, tried)
+    rule = ("**How the best at this scale is chosen:** each configuration of the grid is trained once (seed 0) beside "
+            "the best's seed 0; the highest dev overall among runs of at most "
+            f"{SCREEN_CAP_MIN} minutes is chosen, then trained with 3 seeds, and labelled \"chosen on dev among N\" "
+            "(N: the configurations scored, the best included). ")
+    if chosen is None:
+        return [rule + "No seed-0 run under the cap yet.", ""]
+    seeds = len(best) if chosen == "best" else len(tried[chosen])
+    verdict = (f"Now, among {len(scores)}: `{chosen}` (seed 0 overall {scores[chosen]:.3f}; {seeds} seed"
+               f"{'s' * (seeds != 1)} trained)")
+    verdict += f"; over the cap, reported and not chosen: {', '.join(f'`{n}`' for n in over)}." if over else "."
+    return [rule + verdict, ""]
 
 
 # The knobs that set how many steps a run takes: a row that changes one is trained at another budget than the best.
