@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,17 @@ def test_make_explore_trains_each_unit_once_then_loads_it(tmp_path):
     again = make_explore()
     assert "holds a finished run with these settings: loaded it" in again
     assert {f: (store / key / "07_explore" / f / "seed0" / "metrics.json").stat().st_mtime_ns for f in expected} == mtimes
+
+
+def test_a_grid_run_started_at_the_root_records_a_relative_out_dir(monkeypatch):
+    """Runs of the committed store record reports/runs/... in config.json and run.json, not this machine's path."""
+    import mtlib.pipelines
+    from mtlib.report.explore import explore
+    seen = []
+    monkeypatch.setattr(mtlib.pipelines, "run", lambda params: seen.append(params["out_dir"]) or {"overall": 0.5})
+    monkeypatch.chdir(ROOT)
+    explore(GRID, "cpu", None, [read_grid(GRID)[0].folder], None)
+    assert seen and all(not Path(o).is_absolute() and o.startswith(f"{STORE}/") for o in seen), seen
+    monkeypatch.chdir(ROOT / "tests")                       # elsewhere: absolute, so the run lands in the store
+    explore(GRID, "cpu", None, [read_grid(GRID)[0].folder], None)
+    assert Path(seen[-1]).is_absolute() and Path(seen[-1]).is_relative_to(ROOT / STORE)

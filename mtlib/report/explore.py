@@ -182,7 +182,11 @@ def explore(grid: str | Path = GRID, profile: str = "cpu", seeds: list[int] | No
         params = unit_params(row, seed, profile, shown(out.resolve()) if out.is_absolute() else out, encoder)
         from ..pipelines import run
         print(f"[explore {i}/{len(selected)}] {row.name}, seed {seed} -> {params['out_dir']}", flush=True)
-        metrics = run({**params, "out_dir": str(out)})
+        # the run records out_dir in config.json and its command: relative to the repository root where the run
+        # starts there (a committed run carries no machine path), absolute otherwise (a relative one would land
+        # under another working directory)
+        here = not Path(params["out_dir"]).is_absolute() and Path.cwd().resolve() == ROOT.resolve()
+        metrics = run({**params, "out_dir": params["out_dir"] if here else str(out)})
         print(f"[explore {i}/{len(selected)}] {row.name}, seed {seed}: overall={metrics['overall']:.3f}", flush=True)
         results.append(metrics)
     return results
