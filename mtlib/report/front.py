@@ -1,5 +1,6 @@
 """The generated blocks of the front pages: the README's ladder, best model and claims (one row per device key),
-docs/findings.md's sentence per claim and docs/speed.md's parity sentences, all from the store.
+docs/findings.md's sentence per claim, docs/speed.md's parity sentences and docs/encoders.md's cost table, all from
+the store.
 
 `make tables` rewrites what lies between `<!-- tables:NAME -->` and `<!-- /tables:NAME -->` in README.md;
 tests/test_tables.py fails when a block is stale. Every number in them is computed here from the runs' files.
