@@ -85,10 +85,19 @@ def test_committed_grid_holds_every_committed_07_explore_row_and_its_seeds():
 def test_the_mpnet_grid_is_planned_within_issue_30s_budget_and_holds_what_was_trained():
     """reports/explore-07-mpnet.txt, written before any of it trained: at most eight single-seed rows; every committed
     run under <device>+all-mpnet-base-v2/07_explore/ is one of its rows (the grid is the record of what was tried)."""
+    from mtlib.report.runs import ablation_runs
+    from mtlib.report.tables import screening_choice
     grid = "reports/explore-07-mpnet.txt"
     rows = read_grid(grid)
-    assert len(rows) <= 8 and all(r.seeds == (0,) for r in rows)
-    committed_rows(grid, "all-mpnet-base-v2")
+    assert len(rows) <= 8 and all(r.seeds[0] == 0 for r in rows)
+    committed = committed_rows(grid, "all-mpnet-base-v2")
+    more = [r for r in rows if r.seeds != (0,)]              # beyond one seed: only the screening's choice, 3 seeds
+    for key in {p.parents[3] for p in (ROOT / STORE).glob("*+all-mpnet-base-v2/07_explore/*/seed*/config.json")}:
+        best, tried = ablation_runs(key / "07_beyond").get("best", []), ablation_runs(key / "07_explore")
+        chosen, _, _ = screening_choice(best, tried)
+        assert all(r.name == chosen and r.seeds == (0, 1, 2) for r in more), (more, chosen)
+    for r in more:
+        assert committed.get(r.folder, set()) <= set(r.seeds)
 
 
 def test_print_commands_lists_each_unit(tmp_path, capsys):
