@@ -77,6 +77,13 @@ def ladder(store: str | Path = STORE) -> list[str]:
     return lines
 
 
+def _ensemble_row(label: str, key: str, runs: list[dict]) -> list[str]:
+    """A row's seeds averaged (`seed_ensemble`), beside their mean: one table line, or none where a seed saved no
+    probabilities."""
+    found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in runs])
+    return [f"| {label} | {key} | " + " | ".join(ensemble_cells(found, runs)) + f" | {len(runs)} | |"] if found else []
+
+
 def best_model(store: str | Path = STORE) -> list[str]:
     """07's best configuration on each device, beside the report's best row and the single-task models of the same
     encoder (the first stage of each novel run: one model per task, its heads)."""
@@ -96,10 +103,8 @@ def best_model(store: str | Path = STORE) -> list[str]:
                     runs = {m["config"]["seed"]: m for m in tried[chosen]}
                     lines.append(f"| 07's grid at this scale: {chosen} (chosen on dev among {len(scores)}) | {key} | "
                                  + " | ".join(_cells(runs)) + f" | {len(runs)} | {minutes(tried[chosen])} |")
-            found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in best])
-            if found:       # every seed saved its probabilities: their average, beside the seeds' mean
-                lines.append(f"| 07's best, ensemble of its {len(best)} seeds | {key} | "
-                             + " | ".join(ensemble_cells(found, best)) + f" | {len(best)} | |")
+                    lines += _ensemble_row(f"{chosen}, ensemble of its {len(runs)} seeds", key, tried[chosen])
+            lines += _ensemble_row(f"07's best, ensemble of its {len(best)} seeds", key, best)
         for row, runs in single_task_runs(repo_path(store) / key).items():
             c = next(iter(runs.values()))["config"]
             if not best or c.get("para_head", "concat") != best[0]["config"].get("para_head"):
