@@ -26,13 +26,10 @@ from .models import arithmetic, build_model, pick_device, resolve_encoder
 from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines, load_checkpoint, set_rng_state,
                     train_stage)
 
-SAW_QUORA = (DEFAULT_ENCODER, MPNET)      # sentence-transformers' all-* encoders: trained on Quora duplicates
-
-
 def quora_note(encoder: str = DEFAULT_ENCODER) -> str:
     """The caveat of a run's Quora numbers, naming its encoder (a name, alias or folder)."""
     name = DEFAULT_ENCODER if encoder == "default" else Path(encoder).name
-    known = name in SAW_QUORA
+    known = name in (DEFAULT_ENCODER, MPNET)       # sentence-transformers' all-* encoders: trained on Quora duplicates
     return ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv (20,214 "
             f"pairs), not the official 141k-pair train set; and {name if known else encoder} {'was' if known else 'may have been'}"
             f" pre-trained on sentence pairs that include Quora duplicates, so its Quora accuracy {'is' if known else 'may be'} "
