@@ -218,13 +218,17 @@ def test_the_results_page_and_the_front_page_gain_an_ensemble_row(tmp_path):
     members = [json.loads((s / "metrics.json").read_text()) for s in seeds]
     assert cells[1] == f"{expected['sst_acc']:.3f} ({expected['sst_acc'] - np.mean([m['sst_acc'] for m in members]):+.3f})"
     assert cells[4].startswith(f"{expected['overall']:.3f} (") and cells[5] == "3"
-    assert sum(line.startswith("|") and "ensemble of" in line for line in page) == 1   # no other row has them
+    ensembles = [line.split(" | ")[0] for line in page if line.startswith("|") and "ensemble of" in line]
+    assert ensembles == ["| Baseline: ensemble of 3 seeds", "| best: ensemble of 3 seeds"]   # the two rows with them
+    best_row = next(i for i, line in enumerate(page) if line.startswith("| best | 3 |"))
+    assert page[best_row + 1].startswith("| best: ensemble of 3 seeds | 3 | ")             # under 07's best row
     assert page[row + 2:].index("") < page[row + 2:].index(ENSEMBLE_NOTE)     # said once, under the table
     best = front.best_model(store.parent)
     assert any(line.startswith(f"| 07's best, ensemble of its 3 seeds | {store.name} | ") for line in best)
 
     (seeds[1] / PROBABILITIES).unlink()              # a seed without probabilities: no ensemble row, the page as before
-    assert not any("ensemble of" in line for line in results_markdown(store).splitlines())
+    assert [line.split(" | ")[0] for line in results_markdown(store).splitlines() if "ensemble of" in line
+            and line.startswith("|")] == ["| best: ensemble of 3 seeds"]                  # the baseline's is gone
 
 
 def test_a_row_of_runs_that_cannot_be_averaged_says_why(tmp_path):

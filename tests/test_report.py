@@ -493,8 +493,11 @@ def test_another_encoders_grid_chooses_the_highest_seed0_run_under_the_cap(tmp_p
     text = screening_text(best, tried)[0]
     assert "Now, among 4: `ema=0.99` (seed 0 overall" in text and "1 seed trained" in text and "`epochs=2`" in text
     assert not any(line.startswith("| 07's grid at this scale") for line in front.best_model(tmp_path))
+    assert front.summary(tmp_path)[1].startswith("- 07's best with big against the report's best row")
     for seed in (1, 2):
         run("ema-0.99", seed, 0.53, 18)
     row = next(line for line in front.best_model(tmp_path) if line.startswith("| 07's grid at this scale"))
     assert row.startswith("| 07's grid at this scale: ema=0.99 (chosen on dev among 4) | dev+big | 0.527±0.006 |")
+    # the front page's first reading says the same: the choice, with its selection on dev, in place of 07's best
+    assert front.summary(tmp_path)[1].startswith("- 07's grid with big (ema=0.99, chosen on dev among 4) against")
     assert screening_choice(best[1:], {}) == (None, {}, [])     # no seed-0 run: nothing chosen yet

@@ -496,7 +496,7 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
                   "--only <row> --print-commands` prints each run's command, `BEST` (`mtlib/report/paper.py`) with the "
                   "row's changes (each run's config.json has every value).", ""]
         rows = {**({"best": runs["best"]} if "best" in runs else {}), **tried}
-        lines += _table_markdown(rows) + _ablation_per_task(rows)
+        lines += _table_markdown(rows, shown_before=("best",)) + _ablation_per_task(rows)
     if "best" in runs and "+" in root.name:        # another encoder: its grid screens one seed per configuration
         lines += screening_text(runs["best"], tried)
     elif "best" in runs:
@@ -620,10 +620,19 @@ def _cell(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _table_markdown(runs: dict[str, list[dict]]) -> list[str]:
+def _table_markdown(runs: dict[str, list[dict]], shown_before: tuple = ()) -> list[str]:
+    """`ablation_table` as markdown; under each row whose seeds saved their probabilities (and not in
+    `shown_before`), the ensemble of its seeds, as the ladder's tables have them."""
     table = ablation_table(runs).reset_index()
-    return (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-            + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)] + [""])
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for r in table.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in r) + " |")
+        seeds = runs[r[0]]
+        found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in seeds]) if r[0] not in shown_before else None
+        if found:
+            lines.append(f"| {r[0]}: ensemble of {len(seeds)} seeds | {len(seeds)} | "
+                         + " | ".join(ensemble_cells(found, seeds)) + " | | |")
+    return lines + [""] + ([ENSEMBLE_NOTE, ""] if any(": ensemble of " in line for line in lines) else [])
 
 
 def _ablation_per_task(runs: dict[str, list[dict]]) -> list[str]:
