@@ -150,8 +150,9 @@ def test_each_device_of_the_store_gets_its_own_page_and_no_row_mixes_devices(tmp
     ("all-mpnet-base-v2", "dev+all-mpnet-base-v2"), ("sentence-transformers/all-mpnet-base-v2", "dev+all-mpnet-base-v2"),
     ("google-bert/bert-base-uncased", "dev+bert-base-uncased"), ("/models/my bert/", "dev+my-bert")])
 def test_each_encoder_has_its_own_folder_of_a_devices_store(encoder, key):
-    from mtlib.report.units import store_key
+    from mtlib.report.units import split_key, store_key
     assert store_key("dev", encoder) == key
+    assert split_key(key) == ("dev", key.partition("+")[2])          # read back: the device, the encoder ("": default)
 
 
 def test_two_encoders_on_one_device_get_two_pages_and_each_its_own_best_choice(tmp_path):

@@ -15,6 +15,7 @@ from .paper import CLAIMS, OFF_FRONT, PAPER, ROWS
 from .ensemble import ensemble_cells, seed_ensemble
 from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
 from .stats import MIN_SEEDS, claims_table, mean_std
+from .units import split_key
 from ..notebook import shown
 from .tables import chosen_text, screening_choice, wall_text
 
@@ -97,7 +98,7 @@ def best_model(store: str | Path = STORE) -> list[str]:
                          f"| {key} | " + " | ".join(_cells(by_seed))
                          + f" | {len(by_seed)} | {minutes(best)} |")
             shown_choice = False
-            if "+" in key:      # another encoder: its own grid's choice, once trained with MIN_SEEDS seeds
+            if split_key(key)[1]:      # another encoder: its own grid's choice, once trained with MIN_SEEDS seeds
                 tried = ablation_runs(repo_path(store) / key / "07_explore")
                 chosen, scores, _ = screening_choice(best, tried)
                 if chosen not in (None, "best") and len(tried[chosen]) >= MIN_SEEDS:
@@ -141,7 +142,7 @@ def summary(store: str | Path = STORE) -> list[str]:
         best = ablation_runs(repo_path(store) / key / "07_beyond").get("best", [])
         if not best:
             continue
-        if "+" in key:
+        if split_key(key)[1]:
             tried = ablation_runs(repo_path(store) / key / "07_explore")
             row, scores, _ = screening_choice(best, tried)
             if row not in (None, "best") and len(tried[row]) >= MIN_SEEDS:
@@ -172,15 +173,15 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
              f"{len(some)} on some, {len(ran_on) - len(every) - len(some)} on none; on every device our interval "
              f"excludes the report's effect size for {len(excluded)} (smaller: {smaller}, larger: {larger})."]
     keys = (*TASKS, "overall")
-    for encoder in sorted({k.partition("+")[2] for k in best_means}):   # one line per encoder, the default's first
-        means = [m for k, m in best_means.items() if k.partition("+")[2] == encoder]
+    for encoder in sorted({split_key(k)[1] for k in best_means}):   # one line per encoder, the default's first
+        means = [m for k, m in best_means.items() if split_key(k)[1] == encoder]
         above = [k for k in keys if all(m[k] > PAPER[BEST][keys.index(k)] for m in means)]
         below = [k for k in keys if all(m[k] < PAPER[BEST][keys.index(k)] for m in means)]
 
         def names(found: list[str]) -> str:
             found = [METRIC[k] for k in found]
             return " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found) or "nothing"
-        keys_of = [k for k in best_means if k.partition("+")[2] == encoder]
+        keys_of = [k for k in best_means if split_key(k)[1] == encoder]
         labels = sorted({chosen.get(k, "07's best where it has none") for k in keys_of})
         what = (f"07's grid with {encoder} ({'; '.join(labels)})" if chosen.keys() & set(keys_of)
                 else f"07's best{f' with {encoder}' if encoder else ''}")
@@ -258,10 +259,11 @@ def encoder_cost(store: str | Path = STORE) -> list[str]:
     the default encoder's measured run on the same device."""
     lines = ["| encoder | device | one run of 07's best (min) | measured or projected | the default encoder's (min) |",
              "|---|---|---|---|---|"]
-    keys = {k for k in devices(store) if "+" in k and ablation_runs(repo_path(store) / k / "07_beyond").get("best")}
+    keys = {k for k in devices(store)
+            if split_key(k)[1] and ablation_runs(repo_path(store) / k / "07_beyond").get("best")}
     pages = {p.stem: p for p in repo_path("reports/encoder-cost").glob("*+*.md")}
     for key in sorted(keys | set(pages)):
-        device, _, encoder = key.partition("+")
+        device, encoder = split_key(key)
         default = ablation_runs(repo_path(store) / device / "07_beyond").get("best", [])
         beside = minutes(default) if default else "—"
         if key in keys:

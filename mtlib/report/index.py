@@ -19,6 +19,7 @@ from ..config import field_defaults
 from ..pipelines import one_epoch
 from ..store import NOT_IN_COMMAND, STORE, command, record
 from .runs import log_path, open_log, repo_path
+from .units import split_key
 
 METRICS = ("sst_acc", "para_acc", "sts_pearson", "overall")
 NOT_CHANGES = (*NOT_IN_COMMAND, "seed")
@@ -54,7 +55,7 @@ def row(key: str, folder: Path, m: dict, root: Path) -> dict:
     rec = record(folder) or {}
     return {
         # a folder <device key>+<encoder> (another encoder's runs): the device here, the encoder in its own column
-        "device": key.partition("+")[0], "label": rel[0],
+        "device": split_key(key)[0], "label": rel[0],
         "row": "/".join(p for i, p in enumerate(rel[1:], 1) if i != seed_at),
         "seed": config.get("seed"), "folder": _shown(folder),
         "changed": " ".join(f"{k}={v}" for k, v in config.items() if k not in NOT_CHANGES and v != defaults.get(k)

@@ -15,6 +15,7 @@ from ..files import atomic_write_text
 from ..notebook import shown
 from .paper import HEADS, METRICS, PAPER, ROWS, RUNG_TABLES, SAME_RUNS, SINGLE, TASK_PAIRS
 from .ensemble import ensemble_cells, seed_ensemble
+from .units import split_key
 from .runs import (ablation_runs, cpu_use, finished_runs, gradient_frame, log_path, method_folder, method_runs,
                    method_telemetry, quiet_run, repo_path, runs_by_seed, seed_runs, shared_machine,
                    single_task_runs, timed_runs)
@@ -405,7 +406,7 @@ def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> lis
 def encoder_of(runs_dir: str | Path) -> str:
     """The encoder of a store folder: <device key>+<encoder>'s, else the default."""
     from ..config import DEFAULT_ENCODER
-    return repo_path(runs_dir).name.partition("+")[2] or DEFAULT_ENCODER
+    return split_key(repo_path(runs_dir).name)[1] or DEFAULT_ENCODER
 
 
 def encoder_caveat(runs_dir: str | Path) -> str:
@@ -431,7 +432,7 @@ TARGETS = {"": "The project's first targets: SST ≥ 0.50, Quora ≥ 0.86, STS �
 
 def targets(runs_dir: str | Path) -> str:
     """The sentence naming the targets of a folder's encoder (none set: says so)."""
-    encoder = repo_path(runs_dir).name.partition("+")[2]
+    encoder = split_key(repo_path(runs_dir).name)[1]
     return TARGETS.get(encoder, f"No targets are set for {encoder}.")
 
 
@@ -440,8 +441,8 @@ def chosen_among(runs_dir: str | Path, encoder: str | None = None) -> int:
     them) and the exploration grid's rows, on every device of the store that holds `runs_dir` (one choice for all
     devices) whose encoder is `runs_dir`'s (<device key>+<encoder>), or `encoder`'s ("" for the default)."""
     found = set()
-    encoder = repo_path(runs_dir).name.partition("+")[2] if encoder is None else encoder
-    for key in (p for p in repo_path(runs_dir).parent.iterdir() if p.is_dir() and p.name.partition("+")[2] == encoder):
+    encoder = split_key(repo_path(runs_dir).name)[1] if encoder is None else encoder
+    for key in (p for p in repo_path(runs_dir).parent.iterdir() if p.is_dir() and split_key(p.name)[1] == encoder):
         found |= set(ablation_runs(key / "07_beyond")) | set(ablation_runs(key / "07_explore"))
     return len(found)
 
@@ -451,7 +452,7 @@ def chosen_text(runs_dir: str | Path) -> str:
     encoder's folder (<device key>+<encoder>), with the default encoder, where 07 chose it; that encoder's own grid
     (its 07_explore rows) can choose another row, which its results page shows beside this one."""
     from ..config import DEFAULT_ENCODER
-    if "+" not in repo_path(runs_dir).name:
+    if not split_key(repo_path(runs_dir).name)[1]:
         return f"chosen on dev among {chosen_among(runs_dir)}"
     return f"chosen with {DEFAULT_ENCODER} on dev among {chosen_among(runs_dir, encoder='')}"
 
@@ -459,7 +460,7 @@ def chosen_text(runs_dir: str | Path) -> str:
 def grid_file(runs_dir: str | Path) -> str:
     """The exploration grid of a folder's encoder: reports/explore-07.txt, or reports/explore-07-<encoder>.txt's
     shortest match for another encoder's folder (explore-07-mpnet.txt for +all-mpnet-base-v2)."""
-    encoder = repo_path(runs_dir).name.partition("+")[2]
+    encoder = split_key(repo_path(runs_dir).name)[1]
     if encoder:
         for path in sorted(repo_path("reports").glob("explore-07-*.txt"), key=lambda p: len(p.name)):
             if path.stem.removeprefix("explore-07-") in encoder:
@@ -497,7 +498,7 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
                   "row's changes (each run's config.json has every value).", ""]
         rows = {**({"best": runs["best"]} if "best" in runs else {}), **tried}
         lines += _table_markdown(rows, shown_before=("best",)) + _ablation_per_task(rows)
-    if "best" in runs and "+" in root.name:        # another encoder: its grid screens one seed per configuration
+    if "best" in runs and split_key(root.name)[1]:        # another encoder: its grid screens one seed per configuration
         lines += screening_text(runs["best"], tried)
     elif "best" in runs:
         lines += selection_check(runs["best"], {**{k: v for k, v in runs.items() if k != "best"}, **tried})

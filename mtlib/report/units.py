@@ -44,6 +44,12 @@ def store_key(device: str, encoder: str | None = None) -> str:
     return device if name == DEFAULT_ENCODER else f"{device}+{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-')}"
 
 
+def split_key(key: str) -> tuple[str, str]:
+    """`store_key` read back: (device key, encoder) of a store folder's name; encoder "" for the default's folder."""
+    device, _, encoder = key.partition("+")
+    return device, encoder
+
+
 def fill(argv, store: str, key: str) -> list[str]:
     """The command with the run store and the device key in place (replace, not format: a value may hold braces)."""
     return [a.replace("{store}", store).replace("{key}", key) for a in argv]
