@@ -502,3 +502,28 @@ def test_another_encoders_grid_chooses_the_highest_seed0_run_under_the_cap(tmp_p
     # the front page's first reading says the same: the choice, with its selection on dev, in place of 07's best
     assert front.summary(tmp_path)[1].startswith("- 07's grid with big (ema=0.99, chosen on dev among 4) against")
     assert screening_choice(best[1:], {}) == (None, {}, [])     # no seed-0 run: nothing chosen yet
+
+
+def test_the_targets_are_read_against_the_best_row_and_the_grids_choice(tmp_path):
+    """Issue 30's targets at the BERT-base-size encoder, computed on its results page: each metric's 3-seed mean met
+    or missed by how much (a gap below a thousandth is never shown as "by 0.000"); fewer than 3 seeds: no verdict;
+    an encoder without targets: none."""
+    from mtlib.report.tables import target_verdicts, targets
+    key = tmp_path / "dev+all-mpnet-base-v2"
+
+    def rows(sst, para, sts, n=3):
+        runs = []
+        for seed in range(n):
+            fake_run(key / f"row{sst}" / f"seed{seed}", sst_acc=sst, para_acc=para, sts_pearson=sts,
+                     config={"seed": seed, "out_dir": str(key / f"row{sst}" / f"seed{seed}")})
+            runs.append(json.loads((key / f"row{sst}" / f"seed{seed}" / "metrics.json").read_text()))
+        return runs
+    lines = target_verdicts(key, {"best": rows(0.511, 0.8698, 0.891), "ema=0.99": rows(0.546, 0.866, 0.896),
+                                  "one seed": rows(0.60, 0.90, 0.95, n=1)})
+    assert lines[0] == ("- **`best` against the targets** (3 seeds): SST 0.511 (missed by 0.019), Quora 0.870 "
+                        "(missed by 0.0002), STS 0.891 (met).")
+    assert lines[1].startswith("- **`ema=0.99` against the targets** (3 seeds): SST 0.546 (met), Quora 0.866 (missed")
+    assert len(lines) == 3 and lines[2] == ""                   # one seed: no verdict
+    assert "SST ≥ 0.53, Quora ≥ 0.87, STS ≥ 0.89 (3-seed means of one model)" in targets(key)
+    assert target_verdicts(tmp_path / "dev+other", {"best": rows(0.5, 0.8, 0.8)}) == []
+    assert targets(tmp_path / "dev+other") == "No targets are set for other."
