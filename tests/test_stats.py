@@ -103,6 +103,11 @@ def test_the_ladder_reads_each_runs_last_epoch_and_labels_the_dev_selected_one(t
     fake_run(tmp_path / "dev-1+mpnet" / "07_beyond" / "best" / "seed0")       # 07's best and the control alone:
     fake_run(tmp_path / "dev-1+mpnet" / "control" / "seed0" / "sbert-cosine")  # no ladder column
     assert "dev-1+mpnet" not in front.ladder(tmp_path)[0] and "| dev-1 |" in front.ladder(tmp_path)[0]
+    # the controls of the rungs' heads are ladder rows; 07's heads' control sits beside 07's best in the best table
+    for heads in ("concat-cosine", "sbert-cosine"):
+        fake_run(tmp_path / "dev-1" / "control" / "seed0" / heads)
+    names = [line.split(" | ")[0] for line in front.ladder(tmp_path)]
+    assert "| Control: frozen encoder, cosine STS head" in names and "| Control: frozen encoder, 07's best heads" not in names
 
 
 def test_a_finding_says_when_its_interval_holds_zero_and_the_effect_alike():

@@ -53,14 +53,20 @@ def off_front_rows() -> set[str]:
     return {n for tag, _, a, b, _, _ in CLAIMS if tag in OFF_FRONT for n in (a, b)} - front - set(PAPER)
 
 
+# The control with 07's heads: on the front page in the best-model table, beside 07's best, per task (results pages:
+# in their control table too); the ladder keeps the controls of the rungs' own heads.
+BEST_CONTROL = ("control", "sbert-cosine")
+
+
 def ladder(store: str | Path = STORE) -> list[str]:
     """Each rung of the report's ladder that some device ran: the report's mean, then ours on every device that ran
-    a rung (a folder with 07's best or the control alone, e.g. another encoder's, gets no column of dashes)."""
+    a rung (a folder with 07's best or the control alone, e.g. another encoder's, gets no column of dashes), and the
+    controls of the rungs' heads."""
     keys = [k for k in devices(store) if any(seed_runs(repo_path(store) / k, label, sub)
                                              for _, _, label, sub in ROWS if label != "control")]
     lines = ["| rung | report | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for _, name, label, sub in ROWS:
-        if name in off_front_rows():
+        if name in off_front_rows() or (label, sub) == BEST_CONTROL:
             continue
         cells = []
         for key in keys:
@@ -117,7 +123,7 @@ def best_model(store: str | Path = STORE) -> list[str]:
                       for k, m in runs.items()}
             lines.append(f"| single-task models (Quora {c.get('para_head', 'concat')} head) | {key} | "
                          + " | ".join(_cells(single, TASKS)) + f" | | {len(single)} | |")
-        control = seed_runs(repo_path(store) / key, "control", "sbert-cosine")
+        control = seed_runs(repo_path(store) / key, *BEST_CONTROL)
         if control:
             lines.append(f"| pre-training control (07's heads, frozen encoder) | {key} | " + " | ".join(_cells(control))
                          + f" | {len(control)} | {minutes(list(control.values()))} |")
