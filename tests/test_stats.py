@@ -163,8 +163,12 @@ def test_the_front_pages_summary_counts_the_reports_claims_by_their_verdicts_on_
     means = {"a": {"sst_acc": .46, "para_acc": .84, "sts_pearson": .87, "overall": .72},     # the report: .528 .821
              "b": {"sst_acc": .53, "para_acc": .80, "sts_pearson": .87, "overall": .70}}     # .776 .708
     first, second = front.summary_lines({"a": a, "b": b}, means)
-    assert first == ("- Of the report's 8 claims (table below), 2 hold on every device that ran them, 1 on some, 5 on "
-                     "none; on every device our interval excludes the report's effect size for 3 (smaller: 1, larger: 1).")
+    assert first == ("- Of the report's 8 claims (table below), 2 hold on every device that ran them (3+ seeds), 1 on "
+                     "some, 5 on none; on every device our interval excludes the report's effect size for 3 (smaller: 1, "
+                     "larger: 1).")
+    c = device({i: {"n": 0, "verdict": "not run", "size": "not run"} for i in range(8)}
+               | {0: {"n": 1, "verdict": "not resolved", "size": "consistent"}})     # a device with one seed of claim 0
+    assert front.summary_lines({"a": a, "b": b, "c": c}, means)[0] == first         # counts for nothing yet
     assert "on every device: above on STS r, below on nothing" in second
     means["b"]["sst_acc"] = .50
     assert "on every device: above on STS r, below on SST" in front.summary_lines({"a": a}, means)[1]

@@ -159,7 +159,7 @@ def summary(store: str | Path = STORE) -> list[str]:
 
 def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) -> list[str]:
     """Counted from each device's `claims_table`: how many of the report's own claims hold on every device that ran
-    them, on some, on none, and for how many our interval excludes the report's effect size on every device; then,
+    them with at least MIN_SEEDS paired seeds (a device with fewer has tested nothing yet), on some, on none, and for how many our interval excludes the report's effect size on every device; then,
     from 07's best configuration's mean on each device ({key: {metric: mean}}), the metrics where it is above the
     report's best row on every device and those where it is below on every device: one line per encoder (a key
     <device>+<encoder> is another encoder's runs), so that a larger encoder's rows never mix with the default's.
@@ -167,7 +167,7 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
     chosen = chosen or {}
     ran_on = {}
     for i, (_tag, _text, a, b, _metric, _sign) in enumerate(CLAIMS):
-        cells = [t.iloc[i] for t in tables.values() if t.iloc[i]["n"] > 0]
+        cells = [t.iloc[i] for t in tables.values() if t.iloc[i]["n"] >= MIN_SEEDS]   # fewer: no test yet
         if a in PAPER and b in PAPER and cells:             # the report's own claims: (e') and (f) are ours
             ran_on[i] = cells
     every = [i for i, cells in ran_on.items() if all(c["verdict"] == "holds" for c in cells)]
@@ -175,7 +175,8 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
     sizes = [{c["size"] for c in cells} for cells in ran_on.values()]
     excluded = [s for s in sizes if all(v.startswith("excluded") for v in s)]
     smaller, larger = (sum(s == {f"excluded (ours {w})"} for s in excluded) for w in ("smaller", "larger"))
-    lines = [f"- Of the report's {len(ran_on)} claims (table below), {len(every)} hold on every device that ran them, "
+    lines = [f"- Of the report's {len(ran_on)} claims (table below), {len(every)} hold on every device that ran them "
+             f"({MIN_SEEDS}+ seeds), "
              f"{len(some)} on some, {len(ran_on) - len(every) - len(some)} on none; on every device our interval "
              f"excludes the report's effect size for {len(excluded)} (smaller: {smaller}, larger: {larger})."]
     keys = (*TASKS, "overall")
