@@ -193,7 +193,8 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
         what = (f"07's grid with {encoder} ({'; '.join(labels)})" if chosen.keys() & set(keys_of)
                 else f"07's best{f' with {encoder}' if encoder else ''}")
         lines.append(f"- {what} against the report's best row, mean over "
-                     f"seeds, on every device: above on {names(above)}, below on {names(below)} (Quora caveat above).")
+                     f"seeds, on every device: above on {names(above)}"
+                     + (f", below on {names(below)}" if below else "") + " (Quora caveat above).")
     return lines
 
 
