@@ -527,3 +527,15 @@ def test_the_targets_are_read_against_the_best_row_and_the_grids_choice(tmp_path
     assert "SST ≥ 0.53, Quora ≥ 0.87, STS ≥ 0.89 (3-seed means of one model)" in targets(key)
     assert target_verdicts(tmp_path / "dev+other", {"best": rows(0.5, 0.8, 0.8)}) == []
     assert targets(tmp_path / "dev+other") == "No targets are set for other."
+
+
+def test_a_page_of_another_encoder_names_the_command_that_trains_its_missing_runs_with_that_encoder(tmp_path):
+    """Without --set encoder=..., the hint under a missing section would train the default encoder's runs into the
+    default's folder, not the runs the page is missing."""
+    from mtlib.report.tables import methods_markdown, report_command
+    assert report_command(tmp_path / "dev", "06_gradient_methods") == \
+        "python -m mtlib report --execute --only 06_gradient_methods"
+    other = tmp_path / "dev+all-mpnet-base-v2"
+    other.mkdir()
+    assert "`python -m mtlib report --execute --only 06_gradient_methods --set encoder=all-mpnet-base-v2`" in \
+        "\n".join(methods_markdown(other, []))

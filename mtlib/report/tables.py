@@ -365,7 +365,7 @@ def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> lis
     folders = sorted((d for d in found if log_path(d)), key=lambda d: int(d.parent.name.removeprefix("seed")))
     lines = ["## 02: PCGrad's gradients, every seed", ""]
     if not folders:
-        return lines + ["Not run yet: `python -m mtlib report --execute --only 02_gradient_surgery`.", ""] \
+        return lines + [f"Not run yet: `{report_command(runs_dir, '02_gradient_surgery')}`.", ""] \
             if say_missing else []
     rows = {}
     for folder in folders:
@@ -401,6 +401,12 @@ def pcgrad_seeds_markdown(runs_dir: str | Path, say_missing: bool = True) -> lis
                  if gone == 0 else "the report's explanation holds in some seeds only")
               + ". Claim (a) below tests whether GS hurts STS at all.", ""]
     return lines
+
+
+def report_command(runs_dir: str | Path, label: str) -> str:
+    """The command that trains a notebook's runs into this folder: its encoder set where it is not the default."""
+    encoder = split_key(repo_path(runs_dir).name)[1]
+    return f"python -m mtlib report --execute --only {label}" + (f" --set encoder={encoder}" if encoder else "")
 
 
 def encoder_of(runs_dir: str | Path) -> str:
@@ -513,7 +519,7 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
              "improvement set back to the report's choice at a time; Δ overall is each row minus the best row, over the "
              f"seeds both ran. {targets(root)}", ""]
     lines += (_table_markdown(runs) + _ablation_per_task(runs)) if runs else \
-        ["Not run yet: `python -m mtlib report --execute --only 07_beyond`.", ""]
+        [f"Not run yet: `{report_command(root, '07_beyond')}`.", ""]
     published = sorted(p.name for p in (root / "07_beyond" / "predictions").glob("*-output.csv"))
     if published:       # what the executed notebook published: the best configuration's best seed on dev
         lines += [f"Leaderboard files of the best configuration's best seed (dev `overall`): "
@@ -638,7 +644,7 @@ def methods_markdown(runs_dir: str | Path, meta: list[str], say_missing: bool = 
              "the projected gradient's norm) over the sum of the three, its median over the steps (under `sum`, the "
              "raw gradients' norms: a method that moves these shares moves what the encoder learns from each task).", ""]
     if not runs:
-        return lines + ["Not run yet: `python -m mtlib report --execute --only 06_gradient_methods`.", ""] \
+        return lines + [f"Not run yet: `{report_command(runs_dir, '06_gradient_methods')}`.", ""] \
             if say_missing else []
     table = methods_table(runs, out).reset_index()
     lines += (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
