@@ -17,7 +17,7 @@ from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_r
 from .stats import MIN_SEEDS, claims_table, mean_std
 from .units import split_key
 from ..notebook import shown
-from .tables import chosen_text, screening_choice, wall_text
+from .tables import chosen_text, grid_choice, wall_text
 
 TASKS = ("sst_acc", "para_acc", "sts_pearson")
 COLUMNS = ("SST acc", "Quora acc", "STS r", "mean")
@@ -106,10 +106,10 @@ def best_model(store: str | Path = STORE) -> list[str]:
             shown_choice = False
             if split_key(key)[1]:      # another encoder: its own grid's choice, once trained with MIN_SEEDS seeds
                 tried = ablation_runs(repo_path(store) / key / "07_explore")
-                chosen, scores, _ = screening_choice(best, tried)
-                if chosen not in (None, "best") and len(tried[chosen]) >= MIN_SEEDS:
+                chosen, scored = grid_choice(best, tried)
+                if chosen:
                     runs = {m["config"]["seed"]: m for m in tried[chosen]}
-                    lines.append(f"| 07's grid at this scale: {chosen} (chosen on dev among {len(scores)}) | {key} | "
+                    lines.append(f"| 07's grid at this scale: {chosen} (chosen on dev among {scored}) | {key} | "
                                  + " | ".join(_cells(runs)) + f" | {len(runs)} | {minutes(tried[chosen])} |")
                     lines += _ensemble_row(f"{chosen}, ensemble of its {len(runs)} seeds", key, tried[chosen])
                     shown_choice = True
@@ -150,16 +150,17 @@ def summary(store: str | Path = STORE) -> list[str]:
             continue
         if split_key(key)[1]:
             tried = ablation_runs(repo_path(store) / key / "07_explore")
-            row, scores, _ = screening_choice(best, tried)
-            if row not in (None, "best") and len(tried[row]) >= MIN_SEEDS:
-                best, chosen[key] = tried[row], f"{row}, chosen on dev among {len(scores)}"
+            row, scored = grid_choice(best, tried)
+            if row:
+                best, chosen[key] = tried[row], f"{row}, chosen on dev among {scored}"
         means[key] = {k: sum(m[k] for m in best) / len(best) for k in (*TASKS, "overall")}
     return summary_lines(claims_tables(store), means, chosen)
 
 
 def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) -> list[str]:
     """Counted from each device's `claims_table`: how many of the report's own claims hold on every device that ran
-    them with at least MIN_SEEDS paired seeds (a device with fewer has tested nothing yet), on some, on none, and for how many our interval excludes the report's effect size on every device; then,
+    them with at least MIN_SEEDS paired seeds (a device with fewer has tested nothing yet), on some, on none, and for
+    how many our interval excludes the report's effect size on every device; then,
     from 07's best configuration's mean on each device ({key: {metric: mean}}), the metrics where it is above the
     report's best row on every device and those where it is below on every device: one line per encoder (a key
     <device>+<encoder> is another encoder's runs), so that a larger encoder's rows never mix with the default's.
@@ -181,14 +182,14 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
              f"excludes the report's effect size for {len(excluded)} (smaller: {smaller}, larger: {larger})."]
     keys = (*TASKS, "overall")
     for encoder in sorted({split_key(k)[1] for k in best_means}):   # one line per encoder, the default's first
-        means = [m for k, m in best_means.items() if split_key(k)[1] == encoder]
+        keys_of = [k for k in best_means if split_key(k)[1] == encoder]
+        means = [best_means[k] for k in keys_of]
         above = [k for k in keys if all(m[k] > PAPER[BEST][keys.index(k)] for m in means)]
         below = [k for k in keys if all(m[k] < PAPER[BEST][keys.index(k)] for m in means)]
 
         def names(found: list[str]) -> str:
             found = [METRIC[k] for k in found]
             return " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found) or "nothing"
-        keys_of = [k for k in best_means if split_key(k)[1] == encoder]
         labels = sorted({chosen.get(k, "07's best where it has none") for k in keys_of})
         what = (f"07's grid with {encoder} ({'; '.join(labels)})" if chosen.keys() & set(keys_of)
                 else f"07's best{f' with {encoder}' if encoder else ''}")

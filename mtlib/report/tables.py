@@ -541,8 +541,8 @@ def _beyond_markdown(runs_dir: str | Path, meta: list[str]) -> list[str]:
     elif "best" in runs:
         lines += selection_check(runs["best"], {**{k: v for k, v in runs.items() if k != "best"}, **tried})
     if "best" in runs:              # and, at another encoder, its own grid's choice
-        chosen = screening_choice(runs["best"], tried)[0] if split_key(root.name)[1] else None
-        lines += target_verdicts(root, {"best": runs["best"], **({chosen: tried[chosen]} if chosen in tried else {})})
+        chosen = grid_choice(runs["best"], tried)[0] if split_key(root.name)[1] else None
+        lines += target_verdicts(root, {"best": runs["best"], **({chosen: tried[chosen]} if chosen else {})})
     for label, found in (("07", runs), ("07, tried", tried)):
         for name, seeds in found.items():
             for m in seeds:
@@ -568,6 +568,13 @@ def screening_choice(best: list[dict], tried: dict[str, list[dict]], cap: float 
     eligible = {name: m["overall"] for name, m in seed0.items() if name not in over}
     chosen = max(eligible, key=eligible.get) if eligible else None
     return chosen, {name: m["overall"] for name, m in seed0.items()}, over
+
+
+def grid_choice(best: list[dict], tried: dict[str, list[dict]]) -> tuple[str | None, int]:
+    """(`screening_choice`'s row once it has MIN_SEEDS seeds and is not 07's best itself, else None; how many
+    configurations were scored): the row that stands for another encoder's best on its pages and the front page."""
+    chosen, scores, _ = screening_choice(best, tried)
+    return (chosen if chosen in tried and len(tried[chosen]) >= MIN_SEEDS else None), len(scores)
 
 
 def screening_text(best: list[dict], tried: dict[str, list[dict]]) -> list[str]:
