@@ -8,7 +8,10 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from .config import DEFAULT_ENCODER
+
 COMMAND, MPNET = "make encoders", "all-mpnet-base-v2"
+SAW_QUORA = (DEFAULT_ENCODER, MPNET)   # sentence-transformers' all-* encoders: pre-trained on pairs with Quora duplicates
 
 
 class EncoderError(ValueError):

@@ -18,7 +18,7 @@ import torch
 from . import data as D
 from . import store
 from .config import DEFAULT_ENCODER, Config, field_defaults
-from .encoders import MPNET, weights_sha256
+from .encoders import SAW_QUORA, weights_sha256
 from .evaluate import METRIC, evaluate, write_predictions
 from .files import atomic_write_text, compress_log
 from .merge import merge_single_task_states
@@ -29,14 +29,11 @@ from .train import (Checkpointer, JsonlLog, Stage, StageResult, gradient_cosines
 def quora_note(encoder: str = DEFAULT_ENCODER) -> str:
     """The caveat of a run's Quora numbers, naming its encoder (a name, alias or folder)."""
     name = DEFAULT_ENCODER if encoder == "default" else Path(encoder).name
-    known = name in (DEFAULT_ENCODER, MPNET)       # sentence-transformers' all-* encoders: trained on Quora duplicates
+    known = name in SAW_QUORA
     return ("Quora numbers: the shared data's Quora train/dev/test are a split of the official quora-dev.csv (20,214 "
             f"pairs), not the official 141k-pair train set; and {name if known else encoder} {'was' if known else 'may have been'}"
             f" pre-trained on sentence pairs that include Quora duplicates, so its Quora accuracy {'is' if known else 'may be'} "
             "optimistic.")
-
-
-QUORA_NOTE = quora_note()
 
 
 def make_config(cfg: Config | dict | None = None, **params: Any) -> Config:

@@ -20,10 +20,10 @@ from conftest import ROOT, fake_run
 from mtlib import install
 from mtlib.config import Config
 from mtlib.data import collate, encode, load_task
-from mtlib.encoders import EncoderError, Parts, weights_sha256
+from mtlib.encoders import SAW_QUORA, EncoderError, Parts, weights_sha256
 from mtlib.install import assemble
 from mtlib.models import build_model, load_encoder, resolve_encoder
-from mtlib.pipelines import QUORA_NOTE, quora_note, run
+from mtlib.pipelines import quora_note, run
 
 
 def zipped(folder: Path) -> bytes:
@@ -157,13 +157,21 @@ def test_a_hub_name_without_network_fails_fast_naming_the_fix(tmp_path):
 
 
 def test_the_quora_caveat_names_the_run_s_encoder():
-    assert QUORA_NOTE == quora_note("all-MiniLM-L6-v2") and "all-MiniLM-L6-v2 was pre-trained" in QUORA_NOTE
+    assert quora_note() == quora_note("all-MiniLM-L6-v2") and "all-MiniLM-L6-v2 was pre-trained" in quora_note()
     for name in ("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "/somewhere/all-mpnet-base-v2"):
         note = quora_note(name)
         assert "all-mpnet-base-v2 was pre-trained on sentence pairs that include Quora duplicates" in note
         assert "MiniLM" not in note and "quora-dev.csv" in note
     assert "bert-base-uncased may have been pre-trained" in quora_note("bert-base-uncased")
     assert "accuracy may be optimistic" in quora_note("bert-base-uncased") and "accuracy is optimistic" in note
+
+
+def test_a_results_page_and_a_run_agree_on_which_encoders_saw_quora(tmp_path):
+    from mtlib.report.tables import encoder_caveat
+    for name in (*SAW_QUORA, "bert-base-uncased"):
+        folder = tmp_path / ("cpu-x" if name == "all-MiniLM-L6-v2" else f"cpu-x+{name}")
+        page, run = encoder_caveat(folder), quora_note(name)
+        assert (" was pre-trained" in page) == (" was pre-trained" in run) == (name in SAW_QUORA), name
 
 
 def test_weights_checksum_is_the_weight_file_s_sha256(tiny_mpnet, tmp_path):

@@ -281,8 +281,8 @@ def test_papermill_07_shows_its_runs_from_the_repository_root(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_a_notebooks_quora_caveat_names_its_own_encoder(path):
-    """`QUORA_NOTE` names the default encoder whatever `-p encoder` says; a notebook calls quora_note(<its encoder>)."""
+    """`quora_note()` names the default encoder whatever `-p encoder` says; a notebook calls quora_note(<its encoder>)."""
     source = "\n".join(c.source for c in cells(path)[1])
-    assert "QUORA_NOTE" not in source
+    assert "quora_note()" not in source
     if "Caveat" in source:
         assert re.search(r"quora_note\((nb\.cfg\.encoder|encoder)\)", source), path.stem

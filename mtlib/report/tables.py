@@ -418,9 +418,9 @@ def encoder_of(runs_dir: str | Path) -> str:
 def encoder_caveat(runs_dir: str | Path) -> str:
     """The results page's caveat on what its encoder saw in pre-training (`pipelines.quora_note`'s knowledge)."""
     from ..config import DEFAULT_ENCODER
-    from ..encoders import MPNET
+    from ..encoders import SAW_QUORA
     name = encoder_of(runs_dir)
-    if name in (DEFAULT_ENCODER, MPNET):        # sentence-transformers' all-* encoders: trained on Quora duplicates
+    if name in SAW_QUORA:
         role = "the default encoder" if name == DEFAULT_ENCODER else "this page's encoder"
         return (f"{name}, {role}, was "
                 "pre-trained on sentence pairs that include Quora duplicate questions, so its Quora (and likely STS) "
