@@ -3,6 +3,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -518,12 +519,20 @@ def test_the_targets_are_read_against_the_best_row_and_the_grids_choice(tmp_path
                      config={"seed": seed, "out_dir": str(key / f"row{sst}" / f"seed{seed}")})
             runs.append(json.loads((key / f"row{sst}" / f"seed{seed}" / "metrics.json").read_text()))
         return runs
-    lines = target_verdicts(key, {"best": rows(0.511, 0.8698, 0.891), "ema=0.99": rows(0.546, 0.866, 0.896),
-                                  "one seed": rows(0.60, 0.90, 0.95, n=1)})
+    best, ema, one = rows(0.511, 0.8698, 0.891), rows(0.546, 0.866, 0.896), rows(0.60, 0.90, 0.95, n=1)
+    lines = target_verdicts(key, {"best": best, "ema=0.99": ema, "one seed": one})
     assert lines[0] == ("- **`best` against the targets** (3 seeds): SST 0.511 (missed by 0.019), Quora 0.870 "
                         "(missed by 0.0002), STS 0.891 (met).")
     assert lines[1].startswith("- **`ema=0.99` against the targets** (3 seeds): SST 0.546 (met), Quora 0.866 (missed")
     assert len(lines) == 3 and lines[2] == ""                   # one seed: no verdict
+    # with the dev labels a run saves (probabilities.npz): each miss against dev's standard error, sized by its n
+    labels = {"sst-dev-labels": np.zeros(1101), "para-dev-labels": np.zeros(2032), "sts-dev-labels": np.zeros(863)}
+    for runs in (best, ema):
+        np.savez(Path(runs[0]["config"]["out_dir"]) / "probabilities.npz", **labels)
+    lines = target_verdicts(key, {"best": best, "ema=0.99": ema})
+    assert "SST 0.511 (missed by 0.019, beyond dev's SE of 0.015)" in lines[0]       # sqrt(.511 * .489 / 1101)
+    assert "Quora 0.866 (missed by 0.004, within dev's SE of 0.008), STS 0.896 (met)" in lines[1]
+    assert lines[-2].startswith("*dev's SE*") and lines[-1] == ""
     assert "SST ≥ 0.53, Quora ≥ 0.87, STS ≥ 0.89 (3-seed means of one model)" in targets(key)
     assert target_verdicts(tmp_path / "dev+other", {"best": rows(0.5, 0.8, 0.8)}) == []
     assert targets(tmp_path / "dev+other") == "No targets are set for other."

@@ -110,6 +110,15 @@ def seed_ensemble(folders: list[Path]) -> dict | None:
         return {"refused": str(err)}
 
 
+def dev_sizes(folder: str | Path) -> dict[str, int]:
+    """{metric: how many dev examples scored it} from a run's probabilities.npz (its dev labels); {} without one."""
+    path = Path(folder) / PROBABILITIES
+    if not path.is_file():
+        return {}
+    with np.load(path) as arrays:
+        return {METRIC[t]: len(arrays[f"{t}-dev-labels"]) for t in TASKS if f"{t}-dev-labels" in arrays.files}
+
+
 def examples(result: dict, data_dir: str | Path | None = None) -> dict[str, list[str]]:
     """The ids of every dev and test example, from the data (a run does not store them; its fingerprints pin them):
     the CS224N files in `data_dir` (default: $MTLIB_DATA_DIR, else data/cs224n), cut to the runs' max_eval, checked

@@ -147,6 +147,15 @@ def resolved_tasks(runs: dict[int, dict], reference: dict[int, dict]) -> list[st
     return found
 
 
+def dev_se(metric: str, value: float, n: int) -> float:
+    """The standard error that the dev set's size alone puts on a score (about how far a fresh sample of n examples
+    would move it): an accuracy's binomial sqrt(p (1 - p) / n); Pearson r's (1 - r^2) / sqrt(n - 3), Fisher's z
+    interval carried back to r. A target missed by less is not missed beyond what dev's size can tell."""
+    if metric == "sts_pearson":
+        return (1 - value ** 2) / math.sqrt(n - 3)
+    return math.sqrt(value * (1 - value) / n)
+
+
 def mean_std(values: list[float], digits: int = 3) -> str:
     """"0.459 ± 0.001": mean ± sample std (one value: the value; none: "")."""
     s = pd.Series(values, dtype=float)

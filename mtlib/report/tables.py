@@ -14,13 +14,13 @@ from ..data import TASK_NAMES
 from ..files import atomic_write_text
 from ..notebook import shown
 from .paper import HEADS, METRICS, PAPER, ROWS, RUNG_TABLES, SAME_RUNS, SINGLE, TASK_PAIRS
-from .ensemble import ensemble_cells, seed_ensemble
+from .ensemble import dev_sizes, ensemble_cells, seed_ensemble
 from .units import split_key
 from .runs import (ablation_runs, cpu_use, finished_runs, gradient_frame, log_path, method_folder, method_runs,
                    method_telemetry, quiet_run, repo_path, runs_by_seed, seed_runs, shared_machine,
                    single_task_runs, timed_runs)
-from .stats import (MIN_SEEDS, claims_table, holm, interval_text, mean_std, paired_interval, paired_p, paired_text,
-                    resolved, resolved_tasks)
+from .stats import (MIN_SEEDS, claims_table, dev_se, holm, interval_text, mean_std, paired_interval, paired_p,
+                    paired_text, resolved, resolved_tasks)
 
 
 def compare(runs: dict[str, dict], paper_rows: dict[str, str] | None = None) -> pd.DataFrame:
@@ -453,24 +453,37 @@ def targets(runs_dir: str | Path) -> str:
 
 def target_verdicts(runs_dir: str | Path, rows: dict[str, list[dict]]) -> list[str]:
     """Each row ({name: its runs}) read against its folder's targets, computed: per metric the row's mean over its
-    seeds (at least MIN_SEEDS) and, where set, its seeds' ensemble, each met or missed by how much."""
+    seeds (at least MIN_SEEDS) and, where set, its seeds' ensemble, each met or missed by how much, a miss set against
+    the standard error of dev's size (`stats.dev_se`; the seeds share one dev set, so their mean keeps it)."""
     encoder = split_key(repo_path(runs_dir).name)[1]
     if encoder not in TARGETS:
         return []
     sets, lines = TARGETS[encoder][1], []
 
-    def read(found: dict, want: dict) -> str:
-        said = lambda gap: "met" if gap <= 0 else f"missed by {gap:.{3 if gap >= .0005 else 4}f}"   # never "by 0.000"
-        return ", ".join(f"{SHORT[k]} {found[k]:.3f} ({said(want[k] - found[k])})" for k in want)
+    def read(found: dict, want: dict, n: dict) -> str:
+        cells = []
+        for k in want:
+            gap = want[k] - found[k]
+            said = "met" if gap <= 0 else f"missed by {gap:.{3 if gap >= .0005 else 4}f}"      # never "by 0.000"
+            if gap > 0 and k in n:
+                se = dev_se(k, found[k], n[k])
+                said += f", {'within' if gap < se else 'beyond'} dev's SE of {se:.3f}"
+            cells.append(f"{SHORT[k]} {found[k]:.3f} ({said})")
+        return ", ".join(cells)
     for name, runs in rows.items():
         if len(runs) < MIN_SEEDS:
             continue
+        n = dev_sizes(repo_path(runs[0]["config"]["out_dir"]))
         means = {k: sum(m[k] for m in runs) / len(runs) for k in sets["model"]}
-        text = f"- **`{name}` against the targets** ({len(runs)} seeds): {read(means, sets['model'])}"
+        text = f"- **`{name}` against the targets** ({len(runs)} seeds): {read(means, sets['model'], n)}"
         found = seed_ensemble([repo_path(m["config"]["out_dir"]) for m in runs]) if "ensemble" in sets else None
         if found and "refused" not in found:
-            text += f"; its ensemble: {read(found, sets['ensemble'])}"
+            text += f"; its ensemble: {read(found, sets['ensemble'], n)}"
         lines.append(text + ".")
+    if any("dev's SE" in line for line in lines):
+        lines += ["", "*dev's SE*: the standard error that the dev set's size alone puts on the score (accuracy: "
+                  "sqrt(p(1 - p)/n); Pearson r: (1 - r²)/sqrt(n - 3)); a gap within it is less than another dev "
+                  "sample of that size could move the score, so dev cannot tell such a miss from a hit."]
     return lines + [""] if lines else []
 
 
