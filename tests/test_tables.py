@@ -188,12 +188,23 @@ def test_the_encoder_cost_table_puts_measured_runs_beside_projections(tmp_path, 
         "# ...\n\n**One big run of 07's best configuration on `slow`: about 150 min, projected** (median)\n")
     for key, minutes in (("fast", (6, 8)), ("fast+big", (16, 18)), ("slow", (20, 20))):
         for seed, m in enumerate(minutes):
-            fake_run(tmp_path / f"reports/runs/{key}/07_beyond/best/seed{seed}", wall_s=60 * m, cpu_s=120 * m, threads=2)
+            fake_run(tmp_path / f"reports/runs/{key}/07_beyond/best/seed{seed}", wall_s=60 * m, cpu_s=120 * m, threads=2,
+                     config={"seed": seed})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("mtlib.report.runs.ROOT", tmp_path, raising=False)
     lines = front.encoder_cost(tmp_path / "reports/runs")
-    assert lines[2].startswith("| big | fast | 17.0±1.4 | measured, 2 runs") and lines[2].endswith("| 7.0±1.4 |")
-    assert lines[3].startswith("| big | slow | 150 | projected") and lines[3].endswith("| 20.0±0.0 |")
+    assert lines[2].startswith("| big | fast | 07's best | 17.0±1.4 | measured, 2 runs") and lines[2].endswith("| 7.0±1.4 |")
+    assert lines[3].startswith("| big | slow | 07's best | 150 | projected") and lines[3].endswith("| 20.0±0.0 |")
+    assert len(lines) == 4                                  # no grid at fast+big: no choice, nothing projected for one
+    # the encoder's grid picks a two-pass row with 3 seeds on `fast`: its measured minutes, and on `slow` the
+    # projection of 07's best scaled by the choice's minutes over the best's on `fast` (34 / 17)
+    for seed in range(3):
+        fake_run(tmp_path / f"reports/runs/fast+big/07_explore/epochs-2/seed{seed}", wall_s=60 * (33 + seed),
+                 cpu_s=120 * (33 + seed), threads=2, sst_acc=0.5, config={"seed": seed})     # above the best
+    lines = front.encoder_cost(tmp_path / "reports/runs")
+    assert lines[3].startswith("| big | fast | its grid's choice: epochs=2 | 34.0±1.0 | measured, 3 runs")
+    assert lines[5] == ("| big | slow | its grid's choice: epochs=2 | 300 | projected: the line above × 2.00, the "
+                        "choice's minutes over 07's best's on fast | |")
     (tmp_path / "reports/encoder-cost/slow+big.md").write_text("# edited by hand\n")
     with pytest.raises(ValueError, match="slow\\+big.md.*make encoder-cost"):
         front.encoder_cost(tmp_path / "reports/runs")

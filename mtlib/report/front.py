@@ -13,7 +13,7 @@ from pathlib import Path
 from ..store import STORE
 from .paper import CLAIMS, OFF_FRONT, PAPER, ROWS
 from .ensemble import ensemble_cells, seed_ensemble
-from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs
+from .runs import ablation_runs, last_epoch, repo_path, seed_runs, single_task_runs, timed_runs
 from .stats import MIN_SEEDS, claims_table, mean_std
 from .units import split_key
 from ..notebook import shown
@@ -261,32 +261,57 @@ def parity(store: str | Path = STORE) -> list[str]:
     return parity_findings(store)
 
 
+def _quiet_minutes(runs: list[dict]) -> float | None:
+    """The mean minutes of the runs `minutes` counts (quiet, one process); None where none did."""
+    alone, _ = timed_runs([m for m in runs if not m.get("resumed")])
+    return sum(m["wall_s"] for m in alone) / 60 / len(alone) if alone else None
+
+
 def encoder_cost(store: str | Path = STORE) -> list[str]:
-    """docs/encoders.md's table: what one run of 07's best configuration costs with each encoder beyond the default,
-    per device, measured (the store's runs of <device>+<encoder>/07_beyond/best: minutes of the quiet ones) or
-    projected (`make encoder-cost`'s page reports/encoder-cost/<device>+<encoder>.md, its bold projection), beside
-    the default encoder's measured run on the same device."""
-    lines = ["| encoder | device | one run of 07's best (min) | measured or projected | the default encoder's (min) |",
-             "|---|---|---|---|---|"]
-    keys = {k for k in devices(store)
-            if split_key(k)[1] and ablation_runs(repo_path(store) / k / "07_beyond").get("best")}
+    """docs/encoders.md's table: what one run costs with each encoder beyond the default, per device, for 07's best
+    configuration and for the encoder's own grid's choice (`grid_choice`, once it has its seeds): measured (the quiet
+    runs' minutes of <device>+<encoder>/07_beyond/best, or of 07_explore/<row>) or projected (`make encoder-cost`'s
+    page reports/encoder-cost/<device>+<encoder>.md, its bold projection of 07's best; the choice's projection is
+    that times the choice's minutes over 07's best's on a device that measured both), beside the default encoder's
+    07's best on the same device."""
+    lines = ["| encoder | device | configuration | one run (min) | measured or projected | the default encoder's 07's "
+             "best (min) |", "|---|---|---|---|---|---|"]
+    root = repo_path(store)
+    keys = {k for k in devices(store) if split_key(k)[1] and ablation_runs(root / k / "07_beyond").get("best")}
     pages = {p.stem: p for p in repo_path("reports/encoder-cost").glob("*+*.md")}
+    choices = {}                       # key: (the grid's choice, its runs, 07's best's runs), where it has one
+    for key in keys:
+        best, tried = ablation_runs(root / key / "07_beyond")["best"], ablation_runs(root / key / "07_explore")
+        chosen = grid_choice(best, tried)[0]
+        if chosen:
+            choices[key] = (chosen, tried[chosen], best)
     for key in sorted(keys | set(pages)):
         device, encoder = split_key(key)
-        default = ablation_runs(repo_path(store) / device / "07_beyond").get("best", [])
+        default = ablation_runs(root / device / "07_beyond").get("best", [])
         beside = minutes(default) if default else "—"
         if key in keys:
-            runs = ablation_runs(repo_path(store) / key / "07_beyond")["best"]
-            lines.append(f"| {encoder} | {device} | {minutes(runs)} | measured, {len(runs)} run{'s' * (len(runs) > 1)} "
-                         f"(`{shown(repo_path(store) / key / '07_beyond' / 'best')}/`) | {beside} |")
-        else:
-            text = pages[key].read_text(encoding="utf-8")
-            found = re.search(r"\*\*One .*?: about (\d+) min, projected\*\*", text)
-            if not found:
-                raise ValueError(f"{shown(pages[key])}: no '**One ... about N min, projected**' line; "
-                                 "write the page again with `make encoder-cost`")
-            lines.append(f"| {encoder} | {device} | {found.group(1)} | projected from the step-time ratio "
-                         f"(`{shown(pages[key])}`) | {beside} |")
+            runs = ablation_runs(root / key / "07_beyond")["best"]
+            lines.append(f"| {encoder} | {device} | 07's best | {minutes(runs)} | measured, {len(runs)} "
+                         f"run{'s' * (len(runs) > 1)} (`{shown(root / key / '07_beyond' / 'best')}/`) | {beside} |")
+            if key in choices:
+                chosen, runs, _ = choices[key]
+                lines.append(f"| {encoder} | {device} | its grid's choice: {chosen} | {minutes(runs)} | measured, "
+                             f"{len(runs)} runs (`{shown(Path(runs[0]['config']['out_dir']).parent)}/`) | |")
+            continue
+        text = pages[key].read_text(encoding="utf-8")
+        found = re.search(r"\*\*One .*?: about (\d+) min, projected\*\*", text)
+        if not found:
+            raise ValueError(f"{shown(pages[key])}: no '**One ... about N min, projected**' line; "
+                             "write the page again with `make encoder-cost`")
+        lines.append(f"| {encoder} | {device} | 07's best | {found.group(1)} | projected from the step-time ratio "
+                     f"(`{shown(pages[key])}`) | {beside} |")
+        for other, (chosen, runs, best) in sorted(choices.items()):
+            if split_key(other)[1] == encoder and _quiet_minutes(runs) and _quiet_minutes(best):
+                ratio = _quiet_minutes(runs) / _quiet_minutes(best)
+                lines.append(f"| {encoder} | {device} | its grid's choice: {chosen} | {int(found.group(1)) * ratio:.0f} "
+                             f"| projected: the line above × {ratio:.2f}, the choice's minutes over 07's best's on "
+                             f"{split_key(other)[0]} | |")
+                break
     return lines
 
 
