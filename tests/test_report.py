@@ -548,3 +548,12 @@ def test_a_page_of_another_encoder_names_the_command_that_trains_its_missing_run
     other.mkdir()
     assert "`python -m mtlib report --execute --only 06_gradient_methods --set encoder=all-mpnet-base-v2`" in \
         "\n".join(methods_markdown(other, []))
+
+
+def test_a_footnote_every_table_adds_is_kept_once_per_page():
+    """Each table with an ensemble row adds ENSEMBLE_NOTE under it; the page keeps the first and drops the later
+    copies with their blank lines, nothing else."""
+    from mtlib.report.tables import ENSEMBLE_NOTE, _once
+    page = ["# t", "", "| a |", "", ENSEMBLE_NOTE, "", "## u", "", "| b |", "", ENSEMBLE_NOTE, "", "## v", ""]
+    assert _once(page, ENSEMBLE_NOTE) == ["# t", "", "| a |", "", ENSEMBLE_NOTE, "", "## u", "", "| b |", "", "## v", ""]
+    assert _once(["x", "", "y"], ENSEMBLE_NOTE) == ["x", "", "y"]

@@ -237,7 +237,18 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
               "full epochs at 1e-5 (the `paper` profile).",
               "- The report's tables label the Quora column 'Correl' and STS 'Acc'; the metrics are Quora accuracy "
               "and STS Pearson r, as here.", ""]
-    return "\n".join(lines)
+    return "\n".join(_once(lines, ENSEMBLE_NOTE))
+
+
+def _once(lines: list[str], note: str) -> list[str]:
+    """`lines` with `note` kept where it first appears (each table that needs it adds it) and the blank line after
+    each later copy dropped with it."""
+    first, out = lines.index(note) if note in lines else -1, []
+    for i, line in enumerate(lines):
+        if line == note and i != first or (line == "" and i and lines[i - 1] == note and i - 1 != first):
+            continue
+        out.append(line)
+    return out
 
 
 ENSEMBLE_NOTE = ("*ensemble of N seeds*: the seeds' probabilities averaged (SST's softmax, Quora's sigmoid, the STS "
