@@ -277,11 +277,13 @@ def encoder_cost(store: str | Path = STORE) -> list[str]:
     lines = ["| encoder | device | configuration | one run (min) | measured or projected | the default encoder's 07's "
              "best (min) |", "|---|---|---|---|---|---|"]
     root = repo_path(store)
-    keys = {k for k in devices(store) if split_key(k)[1] and ablation_runs(root / k / "07_beyond").get("best")}
+    bests = {k: ablation_runs(root / k / "07_beyond").get("best") for k in devices(store) if split_key(k)[1]}
+    bests = {k: runs for k, runs in bests.items() if runs}
+    keys = set(bests)
     pages = {p.stem: p for p in repo_path("reports/encoder-cost").glob("*+*.md")}
     choices = {}                       # key: (the grid's choice, its runs, 07's best's runs), where it has one
-    for key in keys:
-        best, tried = ablation_runs(root / key / "07_beyond")["best"], ablation_runs(root / key / "07_explore")
+    for key, best in bests.items():
+        tried = ablation_runs(root / key / "07_explore")
         chosen = grid_choice(best, tried)[0]
         if chosen:
             choices[key] = (chosen, tried[chosen], best)
@@ -290,7 +292,7 @@ def encoder_cost(store: str | Path = STORE) -> list[str]:
         default = ablation_runs(root / device / "07_beyond").get("best", [])
         beside = minutes(default) if default else "—"
         if key in keys:
-            runs = ablation_runs(root / key / "07_beyond")["best"]
+            runs = bests[key]
             lines.append(f"| {encoder} | {device} | 07's best | {minutes(runs)} | measured, {len(runs)} "
                          f"run{'s' * (len(runs) > 1)} (`{shown(root / key / '07_beyond' / 'best')}/`) | {beside} |")
             if key in choices:
@@ -306,8 +308,9 @@ def encoder_cost(store: str | Path = STORE) -> list[str]:
         lines.append(f"| {encoder} | {device} | 07's best | {found.group(1)} | projected from the step-time ratio "
                      f"(`{shown(pages[key])}`) | {beside} |")
         for other, (chosen, runs, best) in sorted(choices.items()):
-            if split_key(other)[1] == encoder and _quiet_minutes(runs) and _quiet_minutes(best):
-                ratio = _quiet_minutes(runs) / _quiet_minutes(best)
+            pair = (_quiet_minutes(runs), _quiet_minutes(best)) if split_key(other)[1] == encoder else (None, None)
+            if all(pair):
+                ratio = pair[0] / pair[1]
                 lines.append(f"| {encoder} | {device} | its grid's choice: {chosen} | {int(found.group(1)) * ratio:.0f} "
                              f"| projected: the line above × {ratio:.2f}, the choice's minutes over 07's best's on "
                              f"{split_key(other)[0]} | |")

@@ -241,12 +241,17 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
 
 
 def _once(lines: list[str], note: str) -> list[str]:
-    """`lines` with `note` kept where it first appears (each table that needs it adds it) and the blank line after
-    each later copy dropped with it."""
-    first, out = lines.index(note) if note in lines else -1, []
-    for i, line in enumerate(lines):
-        if line == note and i != first or (line == "" and i and lines[i - 1] == note and i - 1 != first):
+    """`lines` with `note` kept where it first appears (each table that needs it adds it); each later copy goes, with
+    the blank line after it."""
+    out, seen, skip_blank = [], False, False
+    for line in lines:
+        if skip_blank and line == "":
+            skip_blank = False
             continue
+        skip_blank = line == note and seen
+        if skip_blank:
+            continue
+        seen = seen or line == note
         out.append(line)
     return out
 
