@@ -185,6 +185,31 @@ def test_parity_names_the_pieces_that_change_training(off, dropout, precisions, 
     assert cost._pieces_in_effect(runs) == expected
 
 
+def test_a_rerun_is_set_beside_the_run_it_trains_again(tmp_path):
+    """<key>/rerun/<label>/seed<k>/<row> against <key>/<label>/seed<k>/<row>: the same metrics to the last digit or
+    the largest difference, both wall times with dates and CPU use; a rerun of another config is named as such."""
+    cfg = dict(pipeline="multitask", combine="pcgrad", seed=0)
+    fake_run(tmp_path / "xeon/04/seed0/cs_gs", wall_s=406.9, cpu_s=793.9, threads=2, config=cfg)
+    fake_run(tmp_path / "xeon/rerun/04/seed0/cs_gs", wall_s=186.2, cpu_s=366.3, threads=2, config=cfg,
+             finished_at="2026-12-07T11:22:50+00:00")
+    fake_run(tmp_path / "xeon/05/seed0/novel", config={**cfg, "pipeline": "novel"})
+    fake_run(tmp_path / "xeon/rerun/05/seed0/novel", sts_pearson=0.8003, config={**cfg, "pipeline": "novel"})
+    fake_run(tmp_path / "xeon/rerun/06/seed0/cs", config=cfg)                   # nothing to set it beside: left out
+    fake_run(tmp_path / "amd/01/seed0/baseline", config=cfg)
+    fake_run(tmp_path / "amd/rerun/01/seed0/baseline", config={**cfg, "combine": "sum"})
+    found = {(r["key"], r["run"]): r for r in cost.reruns(tmp_path)}
+    assert set(found) == {("xeon", "04/seed0/cs_gs"), ("xeon", "05/seed0/novel"), ("amd", "01/seed0/baseline")}
+    assert cost.rerun_text(found["xeon", "04/seed0/cs_gs"]) == (
+        "the same dev metrics to the last digit; 6.8 min on 2026-11-28 (CPU use 98%), again 3.1 min on 2026-12-07 "
+        "(CPU use 98%)")
+    assert cost.rerun_text(found["xeon", "05/seed0/novel"]).startswith("dev metrics differ by up to 0.0003;")
+    assert "not recorded" in cost.rerun_text(found["xeon", "05/seed0/novel"])
+    assert cost.rerun_text(found["amd", "01/seed0/baseline"]).startswith("another training config: not a rerun")
+    md = cost.reruns_markdown(tmp_path)
+    assert "- **xeon, `04/seed0/cs_gs`**: the same dev metrics to the last digit;" in md
+    assert "No run has been trained again yet." in cost.reruns_markdown(tmp_path / "nothing")
+
+
 def test_the_same_configuration_and_seed_on_two_machines_is_paired_in_the_same_precision_only(tmp_path):
     cfg = dict(pipeline="multitask", combine="sum", sts_head="cosine", para_head="sbert", profile="cpu", dropout=0.0)
     amd, xeon = "cpu: AMD EPYC, 2 threads", "cpu: Intel Xeon, 2 threads"

@@ -109,7 +109,7 @@ def profile_page(run_dirs: list[str | Path] | None = None, store: str | Path = S
     if not run_dirs:
         raise ReportError("no finished runs to profile; pass run folders, or run `make report` first")
     text = "\n".join([profile_markdown(run_dirs), seed_cost_markdown(runs_dir, profiled=run_dirs),
-                      parity_markdown(store), machines_markdown(store)])
+                      parity_markdown(store), machines_markdown(store), reruns_markdown(store)])
     savings = repo_path("reports/stage-savings.json")
     if savings.exists():
         text += "\n" + savings_markdown(json.loads(savings.read_text()))
@@ -506,6 +506,52 @@ def machines_markdown(runs_dir: str | Path = STORE) -> str:
     return "\n".join(lines)
 
 
+# <device key>/RERUN/<label>/seed<k>/<row>: a committed run of that key trained again, in a later session, with the
+# command its run.json records. A device key names what changes the numbers (model, arithmetic, threads), not the
+# speed: two sessions' machines of one key can differ in speed while doing the same arithmetic. A rerun tests both.
+RERUN = "rerun"
+
+
+def reruns(store: str | Path = STORE) -> list[dict]:
+    """Each run under <key>/rerun/ beside the run it trains again (<key>/<label>/seed<k>/<row>): whether its training
+    config is the same, whether the dev metrics come out the same to the last digit (else the largest difference),
+    and both runs' metrics.json (wall time, CPU use, date). [{"key", "run", "first", "again", "config", "same",
+    "largest"}]"""
+    root, found = repo_path(store), []
+    for path in sorted(root.glob(f"*/{RERUN}/**/metrics.json")):
+        key = path.relative_to(root).parts[0]
+        run = path.parent.relative_to(root / key / RERUN)
+        if not (root / key / run / "metrics.json").is_file():
+            continue
+        first, again = (json.loads(f.read_text()) for f in (root / key / run / "metrics.json", path))
+        config = [{k: v for k, v in _full_config(m["config"]).items() if k not in _NOT_TRAINING} for m in (first, again)]
+        found.append({"key": key, "run": run.as_posix(), "first": first, "again": again,
+                      "config": config[0] == config[1], "same": all(first[k] == again[k] for k in METRIC_NAMES),
+                      "largest": max(abs(first[k] - again[k]) for k in METRIC_NAMES)})
+    return found
+
+
+def rerun_text(r: dict) -> str:
+    """One rerun, in words: the metrics' verdict, then both wall times with their dates and CPU use."""
+    def when(m):
+        return f"{m['wall_s'] / 60:.1f} min on {m['finished_at'][:10]} (CPU use {cpu_use(m) or 'not recorded'})"
+    said = ("the same dev metrics to the last digit" if r["same"] else
+            f"dev metrics differ by up to {r['largest']:.4f}") if r["config"] else "another training config: not a rerun"
+    return f"{said}; {when(r['first'])}, again {when(r['again'])}"
+
+
+def reruns_markdown(store: str | Path = STORE) -> str:
+    """profile.md's section on reruns: one device key, two sessions."""
+    lines = ["## The same run, trained again", "",
+             f"A committed run trained again in a later session with the command its run.json records, into "
+             f"`<device key>/{RERUN}/<its folder>`. A device key names the arithmetic, so a rerun should give the "
+             "same metrics to the last digit; it does not name the speed: the machines a key covers can differ in "
+             "speed, so compare wall times only between runs of one session (`runs.csv`'s `finished_at`).", ""]
+    found = reruns(store)
+    return "\n".join(lines + ([f"- **{r['key']}, `{r['run']}`**: {rerun_text(r)}." for r in found]
+                              or ["No run has been trained again yet."]) + [""])
+
+
 def _interval_rows(metrics: dict, higher: str) -> list[str]:
     lines = []
     for k, name in METRIC_NAMES.items():
@@ -564,7 +610,8 @@ def _paired_markdown(rows: list[dict]) -> list[str]:
 def parity_findings(runs_dir: str | Path = STORE) -> list[str]:
     """docs/speed.md's generated sentences (`make tables`): what switching a piece of the fast path off changes, what
     two ways of bucketing change against each other, and what the machine changes, each paired by seed and read
-    from its intervals (`interval_sentence`); reports/profile.md holds the tables behind them."""
+    from its intervals (`interval_sentence`); then each rerun (`reruns`). reports/profile.md holds the tables behind
+    them."""
     rows = parity(runs_dir)
     lines = [f"- **What differs: {', '.join(f['pieces']) or 'nothing in effect'}** (`{folder}`, n = "
              f"{max(p['n'] for p in f['metrics'].values())}): {interval_sentence(f['metrics'], 'the parity run')}."
@@ -576,4 +623,6 @@ def parity_findings(runs_dir: str | Path = STORE) -> list[str]:
               f"configuration and seed, {p['config']['precision']}; "
               f"n = {max(m['n'] for m in p['metrics'].values())}): {interval_sentence(p['metrics'], 'the first named')}."
               for p in across_machines(runs_dir)]
+    lines += [f"- **Trained again in a later session: {r['key']}, `{r['run']}`**: {rerun_text(r)}."
+              for r in reruns(runs_dir)]
     return lines or ["- No parity run yet: `make parity`."]
