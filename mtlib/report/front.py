@@ -180,7 +180,7 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
              f"({MIN_SEEDS}+ seeds), "
              f"{len(some)} on some, {len(ran_on) - len(every) - len(some)} on none; on every device our interval "
              f"excludes the report's effect size for {len(excluded)} (smaller: {smaller}, larger: {larger})."]
-    keys = (*TASKS, "overall")
+    keys, caveat = (*TASKS, "overall"), " (Quora caveat above)"       # said on the first line that names Quora
     for encoder in sorted({split_key(k)[1] for k in best_means}):   # one line per encoder, the default's first
         keys_of = [k for k in best_means if split_key(k)[1] == encoder]
         means = [best_means[k] for k in keys_of]
@@ -195,7 +195,9 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
                 else f"07's best{f' with {encoder}' if encoder else ''}")
         lines.append(f"- {what} against the report's best row, mean over "
                      f"seeds, on every device: above on {names(above)}"
-                     + (f", below on {names(below)}" if below else "") + " (Quora caveat above).")
+                     + (f", below on {names(below)}" if below else "")
+                     + (caveat if "para_acc" in above + below else "") + ".")
+        caveat = caveat if "para_acc" not in above + below else ""
     return lines
 
 
