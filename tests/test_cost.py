@@ -208,6 +208,11 @@ def test_a_rerun_is_set_beside_the_run_it_trains_again(tmp_path):
     md = cost.reruns_markdown(tmp_path)
     assert "- **xeon, `04/seed0/cs_gs`**: the same dev metrics to the last digit;" in md
     assert "No run has been trained again yet." in cost.reruns_markdown(tmp_path / "nothing")
+    from mtlib.report.tables import speed_note
+    (note,) = speed_note(tmp_path / "xeon")[:1]                       # 04's rerun took less than half the time
+    assert note.startswith("**This device key's machines differ in speed.** `rerun/04/seed0/cs_gs` trained again:")
+    assert len(speed_note(tmp_path / "xeon")) == 2                    # 05's wall times match: nothing said of it
+    assert speed_note(tmp_path / "amd") == []                         # another config is no rerun
 
 
 def test_the_same_configuration_and_seed_on_two_machines_is_paired_in_the_same_precision_only(tmp_path):

@@ -226,7 +226,7 @@ def results_markdown(runs_dir: str | Path, out: str | Path | None = None) -> str
               "both are left out, and so are runs of unknown CPU use where a row has runs known to be quiet (the "
               "table says how many). `CPU use`: the run's CPU seconds over wall seconds × "
               "threads (recorded since mtlib 983957f; runs that had the 2-core machine to themselves measure 96-98%).",
-              "",
+              "", *speed_note(runs_dir),
               "## Caveats", "",
               "- **Quora is not the official split.** The shared data's Quora train/dev/test files are a split of the "
               "official `quora-dev.csv` (20,214 pairs), so Quora numbers are not comparable with the report's, which "
@@ -767,6 +767,18 @@ def ablation_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
 
 
 DELTA = "Δ overall vs best, paired by seed (95% interval)"
+
+
+def speed_note(runs_dir: str | Path) -> list[str]:
+    """A paragraph under the Runs table where a rerun on this device key (reports/profile.md) took a tenth more or
+    less wall time than its first training: the key's machines differ in speed, so its rows' minutes mix sessions."""
+    from .cost import rerun_text, reruns          # here, not at the top: cost imports execute, which imports this module
+    key = Path(runs_dir).name
+    found = [r for r in reruns(Path(runs_dir).parent) if r["key"] == key and r["config"]
+             and abs(r["again"]["wall_s"] / r["first"]["wall_s"] - 1) > 0.1]
+    return [f"**This device key's machines differ in speed.** `rerun/{r['run']}` trained again: {rerun_text(r)}. "
+            "A row's minutes may mix sessions of different speed: compare minutes only between runs of one session "
+            "(`finished` above)." for r in found] + ([""] if found else [])
 
 
 def wall_text(runs: list[dict]) -> str:
