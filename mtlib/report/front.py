@@ -197,7 +197,8 @@ def summary_lines(tables: dict, best_means: dict, chosen: dict | None = None) ->
                      f"seeds, on every device: above on {names(above)}"
                      + (f", below on {names(below)}" if below else "")
                      + (caveat if "para_acc" in above + below else "") + ".")
-        caveat = caveat if "para_acc" not in above + below else ""
+        if "para_acc" in above + below:
+            caveat = ""
     return lines
 
 
