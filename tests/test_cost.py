@@ -86,6 +86,8 @@ def test_parity_compares_a_fast_path_off_run_with_the_seeds_of_its_configuration
     off = dict(precision="fp32", bucket=False, dropout_impl="torch", seed=0, profile="cpu", dropout=0.0)
     fake_run(tmp_path / "parity/best-fast-path-off/seed0", sst_acc=0.44, config={**cfg, **off})
     fake_run(tmp_path / "parity/far/seed0", sst_acc=0.30, config={**cfg, **off})
+    fake_run(tmp_path / "rerun/07_beyond/best/seed0", sst_acc=0.46,       # seed 0 trained again: not a fourth seed
+             config={**cfg, "seed": 0, "out_dir": "elsewhere/0", "profile": "cpu", "dropout": 0.0})
     near, far = sorted(cost.parity(tmp_path), key=lambda r: r["run"])
     assert len(near["fast"]) == 3 and {m["config"]["seed"] for m in near["fast"]} == {0, 1, 2}
     x = np.array([0.46, 0.45, 0.47])

@@ -195,9 +195,16 @@ def test_the_encoder_cost_table_puts_measured_runs_beside_projections(tmp_path, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("mtlib.report.runs.ROOT", tmp_path, raising=False)
     lines = front.encoder_cost(tmp_path / "reports/runs")
-    assert lines[2].startswith("| big | fast | 07's best | 17.0±1.4 | measured, 2 runs") and lines[2].endswith("| 7.0±1.4 |")
-    assert lines[3].startswith("| big | slow | 07's best | 150 | projected") and lines[3].endswith("| 20.0±0.0 |")
+    assert lines[2].startswith("| big | fast | 07's best | 17.0±1.4 | measured, 2 runs (2026-11-28; ")
+    assert lines[2].endswith("| 7.0±1.4 (2026-11-28) |")
+    assert lines[3].startswith("| big | slow | 07's best | 150 | projected")
+    assert lines[3].endswith("| 20.0±0.0 (2026-11-28) |")
     assert len(lines) == 4                                  # no grid at fast+big: no choice, nothing projected for one
+    # the default encoder's best trained again on `fast` in a later session: its minutes and day beside the first
+    fake_run(tmp_path / "reports/runs/fast/rerun/07_beyond/best/seed0", wall_s=180, cpu_s=360, threads=2,
+             config={"seed": 0}, finished_at="2026-12-07T13:20:00+00:00")
+    lines = front.encoder_cost(tmp_path / "reports/runs")
+    assert lines[2].endswith("| 7.0±1.4 (2026-11-28); trained again: 3.0 (2026-12-07) |")
     # the encoder's grid picks a two-pass row with 3 seeds on `fast`: its measured minutes, and on `slow` the
     # projection of 07's best scaled by the choice's minutes over the best's on `fast` (34 / 17)
     for seed in range(3):

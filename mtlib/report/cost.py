@@ -305,8 +305,8 @@ def parity(runs_dir: str | Path = STORE) -> list[dict]:
     import numpy as np
     from scipy import stats
     runs_dir = repo_path(runs_dir)
-    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
-                  if "parity" not in p.relative_to(runs_dir).parts[:2]]
+    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))   # a rerun
+                  if not {"parity", RERUN} & set(p.relative_to(runs_dir).parts[:2])]        # repeats its seed: out
     found = []
     for d, off in [r for folder in (runs_dir / "parity", *runs_dir.glob("*/parity")) for r in _finished_parity(folder)]:
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
@@ -467,7 +467,8 @@ def across_machines(runs_dir: str | Path = STORE) -> list[dict]:
     bf16), on two devices: the difference the machine's arithmetic alone makes, paired by seed.
     [{"config", "a", "b", "metrics"}]: device b minus device a, a and b in sorted order."""
     runs_dir = repo_path(runs_dir)
-    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))]
+    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
+                  if RERUN not in p.relative_to(runs_dir).parts[:2]]                   # a rerun repeats its seed
     groups: dict[str, dict[str, dict[int, dict]]] = {}
     for _, m in everything:
         c = _full_config(m["config"])

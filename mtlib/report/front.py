@@ -270,13 +270,22 @@ def _quiet_minutes(runs: list[dict]) -> float | None:
     return sum(m["wall_s"] for m in alone) / 60 / len(alone) if alone else None
 
 
+def _dates(runs: list[dict]) -> str:
+    """The days runs finished on ("2026-11-29", or "2026-11-29 to 2026-11-30"): one device key's machines can differ
+    in speed from one session to the next, so minutes are compared only where their days say they are one session."""
+    days = sorted({m["finished_at"][:10] for m in runs if m.get("finished_at")})
+    return " to ".join(dict.fromkeys([days[0], days[-1]])) if days else "no date"
+
+
 def encoder_cost(store: str | Path = STORE) -> list[str]:
     """docs/encoders.md's table: what one run costs with each encoder beyond the default, per device, for 07's best
     configuration and for the encoder's own grid's choice (`grid_choice`, once it has its seeds): measured (the quiet
     runs' minutes of <device>+<encoder>/07_beyond/best, or of 07_explore/<row>) or projected (`make encoder-cost`'s
     page reports/encoder-cost/<device>+<encoder>.md, its bold projection of 07's best; the choice's projection is
     that times the choice's minutes over 07's best's on a device that measured both), beside the default encoder's
-    07's best on the same device."""
+    07's best on the same device, with the days each ran (and that configuration's reruns, `cost.reruns`, where a
+    later session trained it again: minutes compare only within one session)."""
+    from .cost import reruns           # here, not at the top: cost imports execute, which imports this module
     lines = ["| encoder | device | configuration | one run (min) | measured or projected | the default encoder's 07's "
              "best (min) |", "|---|---|---|---|---|---|"]
     root = repo_path(store)
@@ -293,15 +302,20 @@ def encoder_cost(store: str | Path = STORE) -> list[str]:
     for key in sorted(keys | set(pages)):
         device, encoder = split_key(key)
         default = ablation_runs(root / device / "07_beyond").get("best", [])
-        beside = minutes(default) if default else "—"
+        again = [r["again"] for r in reruns(store) if r["key"] == device and r["run"].startswith("07_beyond/best/")
+                 and r["config"]]
+        beside = (f"{minutes(default)} ({_dates(default)})" if default else "—") + (
+            f"; trained again: {minutes(again)} ({_dates(again)})" if again else "")
         if key in keys:
             runs = bests[key]
             lines.append(f"| {encoder} | {device} | 07's best | {minutes(runs)} | measured, {len(runs)} "
-                         f"run{'s' * (len(runs) > 1)} (`{shown(root / key / '07_beyond' / 'best')}/`) | {beside} |")
+                         f"run{'s' * (len(runs) > 1)} ({_dates(runs)}; `{shown(root / key / '07_beyond' / 'best')}/`) "
+                         f"| {beside} |")
             if key in choices:
                 chosen, runs, _ = choices[key]
                 lines.append(f"| {encoder} | {device} | its grid's choice: {chosen} | {minutes(runs)} | measured, "
-                             f"{len(runs)} runs (`{shown(Path(runs[0]['config']['out_dir']).parent)}/`) | |")
+                             f"{len(runs)} runs ({_dates(runs)}; `{shown(Path(runs[0]['config']['out_dir']).parent)}/`) "
+                             "| |")
             continue
         text = pages[key].read_text(encoding="utf-8")
         found = re.search(r"\*\*One .*?: about (\d+) min, projected\*\*", text)
