@@ -305,8 +305,8 @@ def parity(runs_dir: str | Path = STORE) -> list[dict]:
     import numpy as np
     from scipy import stats
     runs_dir = repo_path(runs_dir)
-    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))   # a rerun
-                  if not {"parity", RERUN} & set(p.relative_to(runs_dir).parts[:2])]        # repeats its seed: out
+    everything = [(p.parent, json.loads(p.read_text())) for p in sorted(runs_dir.rglob("metrics.json"))
+                  if not {"parity", RERUN} & set(p.relative_to(runs_dir).parts[:2])]   # a rerun repeats its seed
     found = []
     for d, off in [r for folder in (runs_dir / "parity", *runs_dir.glob("*/parity")) for r in _finished_parity(folder)]:
         key = {k: v for k, v in _full_config(off["config"]).items() if k not in NOT_COMPARED}
