@@ -293,6 +293,10 @@ def encoder_cost(store: str | Path = STORE) -> list[str]:
     bests = {k: runs for k, runs in bests.items() if runs}
     keys = set(bests)
     pages = {p.stem: p for p in repo_path("reports/encoder-cost").glob("*+*.md")}
+    again_by_key = {}                  # device key: its default-encoder 07 best's reruns
+    for r in reruns(store):
+        if r["run"].startswith("07_beyond/best/") and r["config"]:
+            again_by_key.setdefault(r["key"], []).append(r["again"])
     choices = {}                       # key: (the grid's choice, its runs, 07's best's runs), where it has one
     for key, best in bests.items():
         tried = ablation_runs(root / key / "07_explore")
@@ -302,8 +306,7 @@ def encoder_cost(store: str | Path = STORE) -> list[str]:
     for key in sorted(keys | set(pages)):
         device, encoder = split_key(key)
         default = ablation_runs(root / device / "07_beyond").get("best", [])
-        again = [r["again"] for r in reruns(store) if r["key"] == device and r["run"].startswith("07_beyond/best/")
-                 and r["config"]]
+        again = again_by_key.get(device, [])
         beside = (f"{minutes(default)} ({_dates(default)})" if default else "—") + (
             f"; trained again: {minutes(again)} ({_dates(again)})" if again else "")
         if key in keys:
